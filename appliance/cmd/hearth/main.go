@@ -1,0 +1,52 @@
+// Command hearth is the Hearth appliance: a family XMPP server in one binary.
+//
+//	hearth serve [flags]              run the server
+//	hearth user add|passwd|del|list   manage accounts (works while the server runs)
+//	hearth version                    print the version
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `Hearth: a family XMPP server.
+
+Usage:
+  hearth serve [--data DIR] [--domain DOMAIN] [flags]   run the server (see hearth serve --help)
+  hearth user add JID [--data DIR]      create an account; password from stdin or generated
+  hearth user passwd JID [--data DIR]   set a new password (stdin or generated)
+  hearth user del JID [--data DIR]      delete an account and all its data
+  hearth user list [--data DIR]         list accounts
+  hearth version                        print the version
+`
+
+// run dispatches a command line and returns the process exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		args = []string{"serve"}
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stdout, stderr)
+	case "user":
+		return userCmd(args[1:], stdin, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "hearth", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "hearth: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}

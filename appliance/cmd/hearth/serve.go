@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hearthxmpp/hearth/appliance/store"
+	"github.com/hearthxmpp/hearth/appliance/tlsutil"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
+)
+
+// serveConfig is everything `hearth serve` takes from its flags.
+type serveConfig struct {
+	data, domain, listen, logLevel string
+	c2sPort, c2sTLSPort            int
+	s2sPort, httpPort, httpsPort   int
+	turnPort                       int
+	limits                         server.Limits
+	contacts                       map[string][]string
+}
+
+func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
+	c := &serveConfig{contacts: map[string][]string{}}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.data, "data", "data", "data directory (SQLite database, certificates)")
+	fs.StringVar(&c.domain, "domain", "localhost", "XMPP domain served")
+	fs.StringVar(&c.listen, "listen", "127.0.0.1", "comma-separated addresses to listen on (0.0.0.0 and :: for all)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.IntVar(&c.c2sPort, "c2s-port", 5222, "client port, STARTTLS required (RFC 6120)")
+	fs.IntVar(&c.c2sTLSPort, "c2s-tls-port", 5223, "client port, direct TLS (XEP-0368); 0 disables")
+	fs.IntVar(&c.s2sPort, "s2s-port", 5269, "server-to-server port (federation; not served yet)")
+	fs.IntVar(&c.httpPort, "http-port", 5280, "HTTP port (web UI; not served yet)")
+	fs.IntVar(&c.httpsPort, "https-port", 5281, "HTTPS port (web UI, upload, WebSocket; not served yet)")
+	fs.IntVar(&c.turnPort, "turn-port", 3478, "TURN/STUN port (not served yet)")
+	fs.IntVar(&c.limits.MaxStanzaBytes, "max-stanza-bytes", server.DefaultLimits.MaxStanzaBytes, "largest stanza accepted, bytes")
+	fs.IntVar(&c.limits.MaxConnsPerIP, "max-conns-per-ip", server.DefaultLimits.MaxConnsPerIP, "simultaneous connections per source address")
+	fs.DurationVar(&c.limits.AuthTimeout, "auth-timeout", server.DefaultLimits.AuthTimeout, "time allowed from connect to bound resource")
+	fs.IntVar(&c.limits.MaxOfflinePerUser, "max-offline", server.DefaultLimits.MaxOfflinePerUser, "offline messages kept per account")
+	for _, kind := range []string{"admin", "abuse", "support", "security", "feedback", "sales", "status"} {
+		key := kind + "-addresses"
+		fs.Func("contact-"+kind, "XEP-0157 "+kind+" contact address (URI like xmpp:admin@example.org or mailto:...); repeatable", func(v string) error {
+			c.contacts[key] = append(c.contacts[key], v)
+			return nil
+		})
+	}
+	return fs, c
+}
+
+// serve runs the server until SIGINT/SIGTERM.
+func serve(args []string, stdout, stderr io.Writer) int {
+	fs, cfg := serveFlags(stderr)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		fmt.Fprintf(stderr, "hearth: bad --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	st, err := store.Open(filepath.Join(cfg.data, "hearth.db"))
+	if err != nil {
+		log.Error("opening the store failed", "err", err)
+		return 1
+	}
+	defer st.Close()
+	cert, err := tlsutil.LoadOrCreateSelfSigned(filepath.Join(cfg.data, "tls"), cfg.domain)
+	if err != nil {
+		log.Error("loading the TLS certificate failed", "err", err)
+		return 1
+	}
+	srv, err := server.New(server.Config{
+		Domain: cfg.domain, Store: st, Certificate: cert, Limits: cfg.limits,
+		Version: version, Logger: log,
+	})
+	if err != nil {
+		log.Error("configuration error", "err", err)
+		return 1
+	}
+	registerModules(srv, cfg)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var c2s []string
+	for _, host := range strings.Split(cfg.listen, ",") {
+		host = strings.TrimSpace(host)
+		for _, l := range []struct {
+			port   int
+			direct bool
+		}{{cfg.c2sPort, false}, {cfg.c2sTLSPort, true}} {
+			if l.port == 0 {
+				continue
+			}
+			addr, err := srv.ListenC2S(ctx, net.JoinHostPort(host, strconv.Itoa(l.port)), l.direct)
+			if err != nil {
+				log.Error("listen failed", "err", err)
+				srv.Shutdown(context.Background())
+				return 1
+			}
+			c2s = append(c2s, addr.String())
+		}
+	}
+	fmt.Fprintf(stdout, "Hearth %s is serving %s.\n", version, cfg.domain)
+	fmt.Fprintf(stdout, "  Clients connect to %s (port %d: STARTTLS, port %d: direct TLS).\n", strings.Join(c2s, ", "), cfg.c2sPort, cfg.c2sTLSPort)
+	fmt.Fprintf(stdout, "  The certificate is self-signed (%s): tell your client to trust it.\n", filepath.Join(cfg.data, "tls", "cert.pem"))
+	fmt.Fprintf(stdout, "  Add an account: hearth user add alice@%s --data %s\n", cfg.domain, cfg.data)
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown incomplete", "err", err)
+	}
+	return 0
+}

@@ -1,0 +1,321 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hearthxmpp/hearth/appliance/store"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/auth"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/xmlel"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+	"mellium.im/xmpp/stream"
+)
+
+var streamSystemShutdown = stream.SystemShutdown
+
+// c2sConn is the negotiation-time state of one client connection.
+type c2sConn struct {
+	srv        *Server
+	sess       *Session
+	username   string // set by SASL
+	headerSent bool   // our stream header for the current stream is out
+	hostErr    bool
+}
+
+// serveC2S runs one client connection from accept to close.
+func (s *Server) serveC2S(ctx context.Context, raw net.Conn, directTLS bool) {
+	ip := remoteIP(raw)
+	log := s.log.With("ip", ip.String())
+	if !s.conns.acquire(ip, s.limits.MaxConnsPerIP) {
+		log.Warn("too many connections from address", "limit", s.limits.MaxConnsPerIP)
+		raw.SetDeadline(time.Now().Add(5 * time.Second))
+		var c net.Conn = raw
+		if directTLS {
+			c = tls.Server(raw, s.tlsDirect)
+		}
+		c.Write(s.streamHeader())
+		c.Write(newStreamError(stream.PolicyViolation, "too many connections from your address").bytes())
+		c.Close()
+		return
+	}
+	defer s.conns.release(ip)
+
+	lc := newLimitConn(raw, s.limits.MaxStanzaBytes, s.limits.ReadBytesPerSecond)
+	var conn net.Conn = lc
+	if directTLS {
+		conn = tls.Server(lc, s.tlsDirect)
+	}
+	sess := &Session{srv: s, lc: lc, ip: ip, log: log, done: make(chan struct{})}
+	cc := &c2sConn{srv: s, sess: sess}
+
+	negCtx, cancel := context.WithTimeout(ctx, s.limits.AuthTimeout)
+	xs, err := xmpp.ReceiveSession(negCtx, conn, 0, xmpp.NewNegotiator(cc.streamConfig))
+	timedOut := negCtx.Err() != nil
+	cancel()
+	if err != nil || sess.jid.String() == "" {
+		if xs != nil {
+			conn = xs.Conn()
+		}
+		cc.fail(conn, err, timedOut)
+		if sess.jid.String() != "" {
+			s.router.unbind(sess)
+		}
+		return
+	}
+	conn = xs.Conn()
+	sess.conn = conn
+	conn.SetDeadline(time.Time{})
+	sess.log = log.With("jid", sess.jid.String())
+	sess.log.Info("session bound")
+	s.readLoop(sess, xs)
+}
+
+// streamConfig is mellium's per-stream negotiation callback. It runs after the
+// client's stream header was read and ours sent.
+func (cc *c2sConn) streamConfig(xs *xmpp.Session, _ *xmpp.StreamConfig) xmpp.StreamConfig {
+	if xs == nil {
+		return xmpp.StreamConfig{}
+	}
+	cc.headerSent = true
+	if to := xs.In().To; to.String() != "" && !to.Equal(cc.srv.domain) {
+		// RFC 6120 §4.9.3.6: host-unknown. Write it now; the closed connection
+		// makes mellium's feature list write fail and end negotiation.
+		cc.hostErr = true
+		c := xs.Conn()
+		c.Write(newStreamError(stream.HostUnknown, "this server does not serve "+to.String()).bytes())
+		c.Close()
+		return xmpp.StreamConfig{}
+	}
+	state := xs.State()
+	var cb *tls.Certificate
+	if state&xmpp.Secure != 0 {
+		cb = cc.srv.cert
+	}
+	features := []xmpp.StreamFeature{
+		cc.restarting(xmpp.StartTLS(cc.srv.tlsStartTLS)),
+		cc.restarting(auth.Feature(auth.Options{
+			Source:      credentialSource{cc.srv.store},
+			Domain:      cc.srv.domain.String(),
+			Certificate: cb,
+			Throttle:    cc.srv.throttle,
+			RemoteIP:    cc.sess.ip,
+			OnSuccess:   func(u string) { cc.username = u },
+			Logger:      cc.sess.log,
+		})),
+		xmpp.BindCustom(cc.bind),
+		infoFeature(xml.Name{Space: "urn:xmpp:features:rosterver", Local: "ver"}),
+		infoFeature(xml.Name{Space: "urn:xmpp:features:pre-approval", Local: "sub"}),
+	}
+	features = append(features, cc.srv.streamF...)
+	return xmpp.StreamConfig{Lang: "en", Features: features}
+}
+
+// restarting wraps a feature so that we know when a stream restart makes our
+// previous stream header void (after STARTTLS and SASL, RFC 6120 §4.3.3).
+func (cc *c2sConn) restarting(f xmpp.StreamFeature) xmpp.StreamFeature {
+	neg := f.Negotiate
+	f.Negotiate = func(ctx context.Context, xs *xmpp.Session, data any) (xmpp.SessionState, io.ReadWriter, error) {
+		mask, rw, err := neg(ctx, xs, data)
+		if rw != nil {
+			cc.headerSent = false
+		}
+		return mask, rw, err
+	}
+	return f
+}
+
+// infoFeature is a stream feature that is only listed, after authentication
+// (for example roster versioning, XEP-0237 §2.1, and pre-approval, RFC 6121 §3.4).
+func infoFeature(name xml.Name) xmpp.StreamFeature {
+	return xmpp.StreamFeature{
+		Name:      name,
+		Necessary: xmpp.Authn,
+		List: func(ctx context.Context, e xmlstream.TokenWriter, start xml.StartElement) (bool, error) {
+			if err := e.EncodeToken(start); err != nil {
+				return false, err
+			}
+			return false, e.EncodeToken(start.End())
+		},
+		Parse: func(ctx context.Context, d *xml.Decoder, start *xml.StartElement) (bool, any, error) {
+			return false, nil, d.Skip()
+		},
+	}
+}
+
+// bind assigns the full JID (RFC 6120 §7.6): the requested resource if valid,
+// or a generated one. An existing session with the same resource is replaced
+// (RFC 6120 §7.7.2.2, the new session wins).
+func (cc *c2sConn) bind(_ jid.JID, resource string) (jid.JID, error) {
+	if cc.username == "" {
+		return jid.JID{}, stanza.Error{Type: stanza.Auth, Condition: stanza.NotAuthorized}
+	}
+	resource = strings.TrimSpace(resource)
+	if resource == "" {
+		resource = "hearth-" + randomID(6)
+	}
+	full, err := jid.New(cc.username, cc.srv.domain.Domainpart(), resource)
+	if err != nil {
+		return jid.JID{}, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}
+	}
+	sess := cc.sess
+	sess.jid = full
+	sess.bare = full.Bare()
+	sess.username = full.Localpart()
+	sess.since = cc.srv.now()
+	if old := cc.srv.router.bind(sess); old != nil {
+		old.log.Info("resource conflict: replaced by a new session")
+		old.Terminate(newStreamError(stream.Conflict, "replaced by new connection"))
+	}
+	return full, nil
+}
+
+// fail ends a connection whose negotiation did not reach a bound session,
+// sending the stream error that matches err (RFC 6120 §4.9.3).
+func (cc *c2sConn) fail(conn net.Conn, err error, timedOut bool) {
+	defer conn.Close()
+	if cc.hostErr {
+		return
+	}
+	var se *streamError
+	var ms stream.Error
+	var synErr *xml.SyntaxError
+	var ne net.Error
+	switch {
+	case err == nil:
+		se = newStreamError(stream.NotAuthorized, "negotiation ended without a bound resource")
+	case timedOut || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		se = newStreamError(stream.ConnectionTimeout, "authentication took too long")
+	case errors.Is(err, errStanzaTooBig):
+		se = newStreamError(stream.PolicyViolation, "element too large")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		cc.sess.log.Debug("client left during negotiation", "err", err)
+		return
+	case errors.As(err, &ms):
+		se = &streamError{cond: ms}
+	case errors.As(err, &synErr):
+		se = newStreamError(stream.NotWellFormed, synErr.Msg)
+	default:
+		var tlsErr tls.RecordHeaderError
+		if errors.As(err, &tlsErr) || strings.Contains(err.Error(), "tls:") {
+			cc.sess.log.Info("TLS handshake failed", "err", err)
+			return
+		}
+		if strings.Contains(err.Error(), "chardata") || strings.Contains(err.Error(), "invalid") {
+			se = newStreamError(stream.NotWellFormed, "")
+		} else {
+			se = newStreamError(stream.PolicyViolation, "")
+		}
+	}
+	cc.sess.log.Info("negotiation failed", "err", err, "condition", se.cond.Err)
+	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if !cc.headerSent {
+		conn.Write(cc.srv.streamHeader())
+	}
+	conn.Write(se.bytes())
+}
+
+// streamHeader is the response header written before an error when the peer's
+// header was never accepted (RFC 6120 §4.9.1.3).
+func (s *Server) streamHeader() []byte {
+	return []byte(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' from='` +
+		s.domain.String() + `' id='` + randomID(8) + `'>`)
+}
+
+// readLoop reads stanzas until the stream ends, then tears the session down.
+func (s *Server) readLoop(sess *Session, xs *xmpp.Session) {
+	r := xs.TokenReader()
+	defer r.Close()
+	ctx := context.Background()
+	var se *streamError
+	for se == nil {
+		sess.lc.reset()
+		tok, err := r.Token()
+		if err != nil {
+			se = s.readError(sess, err)
+			break
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			el, err := xmlel.Decode(r, t)
+			if err != nil {
+				se = s.readError(sess, err)
+				break
+			}
+			se = s.handleFromClient(ctx, sess, el)
+		case xml.CharData:
+			// Whitespace keepalive (RFC 6120 §4.6.1); mellium rejects other text.
+		case xml.Comment, xml.ProcInst, xml.Directive:
+			se = newStreamError(stream.RestrictedXML, "comments, processing instructions and DTDs are not allowed")
+		}
+	}
+	if se.cond.Err != "" {
+		sess.Terminate(se)
+	} else {
+		sess.Terminate(nil)
+	}
+	// The writer flushes what is queued, then the closing tag, then closes the
+	// connection (bounded by the deadline Terminate set).
+	s.teardown(ctx, sess)
+	close(sess.done)
+}
+
+// readError maps a read failure to the stream error to send, or an empty one
+// when the peer simply went away.
+func (s *Server) readError(sess *Session, err error) *streamError {
+	var ms stream.Error
+	var synErr *xml.SyntaxError
+	switch {
+	case errors.Is(err, io.EOF):
+		return &streamError{} // peer closed its stream: answer with our close tag
+	case errors.Is(err, errStanzaTooBig):
+		return newStreamError(stream.PolicyViolation, "stanza too large (limit "+itoa(int64(s.limits.MaxStanzaBytes))+" bytes)")
+	case errors.Is(err, xmlel.ErrRestrictedXML):
+		return newStreamError(stream.RestrictedXML, "comments, processing instructions and DTDs are not allowed")
+	case errors.As(err, &ms):
+		sess.log.Info("peer sent stream error", "condition", ms.Err)
+		return &streamError{}
+	case errors.As(err, &synErr):
+		return newStreamError(stream.NotWellFormed, synErr.Msg)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, os.ErrDeadlineExceeded):
+		return &streamError{}
+	default:
+		var ne net.Error
+		if errors.As(err, &ne) {
+			return &streamError{}
+		}
+		sess.log.Info("bad input", "err", err)
+		return newStreamError(stream.NotWellFormed, "")
+	}
+}
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// credentialSource adapts the store to the SASL feature's lookup.
+type credentialSource struct{ st *store.Store }
+
+func (c credentialSource) Credential(ctx context.Context, username, hash string) (auth.Credential, error) {
+	k, err := c.st.Credentials(ctx, username, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return auth.Credential{}, auth.ErrUnknownUser
+	}
+	if err != nil {
+		return auth.Credential{}, err
+	}
+	return auth.Credential{Hash: k.Hash, Salt: k.Salt, Iterations: k.Iterations, StoredKey: k.StoredKey, ServerKey: k.ServerKey}, nil
+}

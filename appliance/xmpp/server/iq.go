@@ -1,0 +1,105 @@
+package server
+
+import (
+	"context"
+
+	"github.com/hearthxmpp/hearth/appliance/xmpp/xmlel"
+	"mellium.im/xmpp/jid"
+)
+
+// routeIQ handles an IQ from a local session (RFC 6120 §8.2.3, RFC 6121
+// §8.5): requests to the server or an account go to the registered handler,
+// requests to a full JID are delivered to that session, everything else is
+// answered with the proper error.
+func (s *Server) routeIQ(ctx context.Context, sess *Session, st *xmlel.Element, from, to jid.JID) {
+	typ := st.Get("type")
+	switch typ {
+	case "result", "error":
+		// Responses travel to the full JID they name; one for the server or for
+		// nobody is dropped (RFC 6120 §8.2.3 forbids answering it).
+		if to.Resourcepart() != "" && s.IsLocal(to) {
+			if target := s.router.session(to); target != nil {
+				target.Send(st)
+			}
+		}
+		return
+	case "get", "set":
+	default:
+		sess.Send(ErrorReply(st, Errorf(ErrBadRequest, "IQ type must be get, set, result or error")))
+		return
+	}
+	if st.Get("id") == "" {
+		sess.Send(ErrorReply(st, Errorf(ErrBadRequest, "IQ requests need an id (RFC 6120 §8.2.3)")))
+		return
+	}
+	payloads := st.Elements()
+	if len(payloads) != 1 {
+		sess.Send(ErrorReply(st, Errorf(ErrBadRequest, "an IQ request has exactly one payload element")))
+		return
+	}
+	if to.String() == "" {
+		// RFC 6120 §10.3.3: handled on behalf of the sender's account.
+		s.answerIQ(ctx, sess, st, payloads[0], from, from.Bare(), ToAccount)
+		return
+	}
+	if !s.IsLocal(to) {
+		sess.Send(ErrorReply(st, Errorf(ErrRemoteServerNotFound, "federation is not enabled on this server")))
+		return
+	}
+	switch {
+	case to.Localpart() == "" && to.Resourcepart() == "":
+		s.answerIQ(ctx, sess, st, payloads[0], from, to, ToServer)
+	case to.Localpart() == "":
+		sess.Send(ErrorReply(st, ErrServiceUnavailable))
+	case to.Resourcepart() == "":
+		if !to.Equal(from.Bare()) {
+			exists, err := s.store.AccountExists(ctx, to.Localpart())
+			if err != nil || !exists {
+				// RFC 6121 §8.5.1: the same answer as for an unsupported namespace.
+				sess.Send(ErrorReply(st, ErrServiceUnavailable))
+				return
+			}
+		}
+		s.answerIQ(ctx, sess, st, payloads[0], from, to, ToAccount)
+	default:
+		// RFC 6121 §8.5.3.1 / §8.5.3.2.1.
+		if target := s.router.session(to); target != nil && target.Send(st) {
+			return
+		}
+		sess.Send(ErrorReply(st, ErrServiceUnavailable))
+	}
+}
+
+// answerIQ runs the handler for (target, type, payload name) and sends the
+// result or error to the requester.
+func (s *Server) answerIQ(ctx context.Context, sess *Session, st, payload *xmlel.Element, from, to jid.JID, target Target) {
+	typ := st.Get("type")
+	h := s.iq[iqKey{target: target, typ: typ, name: payload.Name}]
+	if h == nil && target == ToAccount && to.Equal(from.Bare()) && st.Get("to") == "" {
+		// A request with no 'to' that only the server implements (ping,
+		// version, time) is answered by the server.
+		h = s.iq[iqKey{target: ToServer, typ: typ, name: payload.Name}]
+	}
+	if h == nil {
+		sess.Send(ErrorReply(st, ErrServiceUnavailable))
+		return
+	}
+	res, err := h(ctx, &IQ{Stanza: st, Payload: payload, Type: typ, From: from, To: to, Session: sess})
+	if err != nil {
+		se := asStanzaError(err)
+		if se == ErrInternal {
+			s.log.Error("IQ handler failed", "ns", payload.Name.Space, "err", err)
+		}
+		sess.Send(ErrorReply(st, se))
+		return
+	}
+	reply := xmlel.New(NSClient, "iq", "type", "result", "id", st.Get("id"))
+	if st.Get("to") != "" {
+		reply.Set("from", st.Get("to"))
+	}
+	reply.Set("to", from.String())
+	if res != nil {
+		reply.Add(res)
+	}
+	sess.Send(reply)
+}
