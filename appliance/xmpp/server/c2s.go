@@ -57,7 +57,7 @@ func (s *Server) serveC2S(ctx context.Context, raw net.Conn, directTLS bool) {
 	if directTLS {
 		conn = tls.Server(lc, s.tlsDirect)
 	}
-	sess := &Session{srv: s, lc: lc, ip: ip, log: log, done: make(chan struct{})}
+	sess := &Session{srv: s, lc: lc, ip: ip, log: log, writing: true}
 	cc := &c2sConn{srv: s, sess: sess}
 
 	negCtx, cancel := context.WithTimeout(ctx, s.limits.AuthTimeout)
@@ -75,8 +75,8 @@ func (s *Server) serveC2S(ctx context.Context, raw net.Conn, directTLS bool) {
 		return
 	}
 	conn = xs.Conn()
-	sess.conn = conn
-	conn.SetDeadline(time.Time{})
+	lc.SetDeadline(time.Time{})
+	sess.startWriting(conn)
 	sess.log = log.With("jid", sess.jid.String())
 	sess.log.Info("session bound")
 	s.readLoop(sess, xs)
@@ -268,7 +268,6 @@ func (s *Server) readLoop(sess *Session, xs *xmpp.Session) {
 	// The writer flushes what is queued, then the closing tag, then closes the
 	// connection (bounded by the deadline Terminate set).
 	s.teardown(ctx, sess)
-	close(sess.done)
 }
 
 // readError maps a read failure to the stream error to send, or an empty one

@@ -43,7 +43,6 @@ type Session struct {
 	writing bool
 	closing bool // a final stream error is queued; accept nothing more
 	closed  bool
-	done    chan struct{}
 }
 
 // JID returns the session's full JID (RFC 6120 §7).
@@ -88,6 +87,20 @@ func (s *Session) enqueueLocked(b []byte) {
 	s.queue = append(s.queue, b)
 	s.queued += len(b)
 	if !s.writing {
+		s.writing = true
+		go s.writeLoop()
+	}
+}
+
+// startWriting is called once the stream is negotiated: until then the
+// session is bound in the router but the negotiation owns the connection, so
+// stanzas routed to it wait in the queue (Session.writing starts true).
+func (s *Session) startWriting(conn net.Conn) {
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	s.conn = conn
+	s.writing = false
+	if len(s.queue) > 0 {
 		s.writing = true
 		go s.writeLoop()
 	}
@@ -151,7 +164,7 @@ func (s *Session) Terminate(se *streamError) {
 		s.enqueueLocked([]byte("</stream:stream>"))
 	}
 	s.outMu.Unlock()
-	// Bound how long a peer that does not read can hold the connection open.
-	s.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	// Bound how long a peer that does not read can hold the connection open
+	// (the raw connection's deadline also bounds TLS on top of it).
+	s.lc.SetDeadline(time.Now().Add(5 * time.Second))
 }
-
