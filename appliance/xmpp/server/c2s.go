@@ -60,15 +60,17 @@ func (s *Server) serveC2S(ctx context.Context, raw net.Conn, directTLS bool) {
 	sess := &Session{srv: s, lc: lc, ip: ip, log: log, writing: true}
 	cc := &c2sConn{srv: s, sess: sess}
 
-	negCtx, cancel := context.WithTimeout(ctx, s.limits.AuthTimeout)
-	xs, err := xmpp.ReceiveSession(negCtx, conn, 0, xmpp.NewNegotiator(cc.streamConfig))
-	timedOut := negCtx.Err() != nil
-	cancel()
+	// The deadline on the raw connection bounds the whole negotiation,
+	// including the TLS handshake (mellium's context-based deadline resets
+	// itself racily, so we do not give it one).
+	deadline := time.Now().Add(s.limits.AuthTimeout)
+	lc.SetDeadline(deadline)
+	xs, err := xmpp.ReceiveSession(context.Background(), conn, 0, xmpp.NewNegotiator(cc.streamConfig))
 	if err != nil || sess.jid.String() == "" {
 		if xs != nil {
 			conn = xs.Conn()
 		}
-		cc.fail(conn, err, timedOut)
+		cc.fail(conn, err, !time.Now().Before(deadline))
 		if sess.jid.String() != "" {
 			s.router.unbind(sess)
 		}
@@ -109,6 +111,7 @@ func (cc *c2sConn) streamConfig(xs *xmpp.Session, _ *xmpp.StreamConfig) xmpp.Str
 			Source:      credentialSource{cc.srv.store},
 			Domain:      cc.srv.domain.String(),
 			Certificate: cb,
+			TLSState:    xs.ConnectionState,
 			Throttle:    cc.srv.throttle,
 			RemoteIP:    cc.sess.ip,
 			OnSuccess:   func(u string) { cc.username = u },
@@ -206,6 +209,12 @@ func (cc *c2sConn) fail(conn net.Conn, err error, timedOut bool) {
 		se = &streamError{cond: ms}
 	case errors.As(err, &synErr):
 		se = newStreamError(stream.NotWellFormed, synErr.Msg)
+	case strings.HasPrefix(err.Error(), "disallowed XML"):
+		se = newStreamError(stream.RestrictedXML, "comments, processing instructions and DTDs are not allowed")
+	case errors.Is(err, auth.ErrTooManyFailures):
+		se = newStreamError(stream.PolicyViolation, "too many failed authentication attempts")
+	case errors.Is(err, auth.ErrUnexpectedElement):
+		se = newStreamError(stream.NotAuthorized, "authenticate first")
 	default:
 		var tlsErr tls.RecordHeaderError
 		if errors.As(err, &tlsErr) || strings.Contains(err.Error(), "tls:") {
@@ -285,6 +294,9 @@ func (s *Server) readError(sess *Session, err error) *streamError {
 	case errors.As(err, &ms):
 		sess.log.Info("peer sent stream error", "condition", ms.Err)
 		return &streamError{}
+	case strings.HasPrefix(err.Error(), "disallowed XML"):
+		// mellium's stream reader rejects these tokens itself (RFC 6120 §11.1).
+		return newStreamError(stream.RestrictedXML, "comments, processing instructions and DTDs are not allowed")
 	case errors.As(err, &synErr):
 		return newStreamError(stream.NotWellFormed, synErr.Msg)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, os.ErrDeadlineExceeded):

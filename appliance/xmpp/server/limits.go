@@ -140,7 +140,7 @@ func (c *limitConn) Read(p []byte) (int, error) {
 	if n > 0 {
 		c.mu.Lock()
 		c.used += n
-		wait := c.take(n)
+		wait := c.take(n, time.Now())
 		c.mu.Unlock()
 		if wait > 0 {
 			time.Sleep(wait)
@@ -151,11 +151,10 @@ func (c *limitConn) Read(p []byte) (int, error) {
 
 // take removes n tokens from the bucket and returns how long to pause so the
 // average rate stays at or below c.rate. Called with c.mu held.
-func (c *limitConn) take(n int) time.Duration {
+func (c *limitConn) take(n int, now time.Time) time.Duration {
 	if c.rate <= 0 {
 		return 0
 	}
-	now := time.Now()
 	c.tokens += now.Sub(c.last).Seconds() * c.rate
 	c.last = now
 	if max := float64(c.budget); c.tokens > max {
