@@ -102,6 +102,13 @@ CREATE TABLE private_xml (
 	PRIMARY KEY (username, namespace)
 ) STRICT;
 `,
+	// 2: server-wide settings (the served domain, later web UI settings).
+	`
+CREATE TABLE settings (
+	key   TEXT NOT NULL PRIMARY KEY,
+	value TEXT NOT NULL
+) STRICT;
+`,
 }
 
 // migrate creates schema_migrations if needed and applies every migration

@@ -925,3 +925,30 @@ func TestCanceledContext(t *testing.T) {
 	// The single writer connection is still usable.
 	mustCreate(t, s, "carol")
 }
+
+func TestSettings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.Setting(ctx, SettingDomain); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unset setting: %v", err)
+	}
+	if err := s.SetSetting(ctx, SettingDomain, "a.example"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetSetting(ctx, SettingDomain, "b.example"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if v, err := s.Setting(ctx, SettingDomain); err != nil || v != "b.example" {
+		t.Fatalf("after reopen: %q, %v", v, err)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -78,6 +79,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer st.Close()
+	if err := checkDomain(context.Background(), st, cfg.domain); err != nil {
+		log.Error(err.Error())
+		return 1
+	}
 	cert, err := tlsutil.LoadOrCreateSelfSigned(filepath.Join(cfg.data, "tls"), cfg.domain)
 	if err != nil {
 		log.Error("loading the TLS certificate failed", "err", err)
@@ -127,4 +132,20 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		log.Warn("shutdown incomplete", "err", err)
 	}
 	return 0
+}
+
+// checkDomain binds a data directory to one domain: the first start records
+// it, later starts (and the user commands) must name the same one, since
+// accounts and rosters belong to it.
+func checkDomain(ctx context.Context, st *store.Store, domain string) error {
+	stored, err := st.Setting(ctx, store.SettingDomain)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return st.SetSetting(ctx, store.SettingDomain, domain)
+	case err != nil:
+		return err
+	case stored != domain:
+		return fmt.Errorf("this data directory belongs to domain %q, not %q (use --domain %s, or another --data directory)", stored, domain, stored)
+	}
+	return nil
 }

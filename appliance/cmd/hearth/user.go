@@ -74,6 +74,10 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	user := j.Localpart()
+	if err := checkDomain(ctx, st, j.Domainpart()); err != nil {
+		fmt.Fprintf(stderr, "hearth: %v\n", err)
+		return 1
+	}
 	switch sub {
 	case "add", "passwd":
 		pw, generated, err := readPassword(stdin)
