@@ -96,7 +96,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		log.Error("configuration error", "err", err)
 		return 1
 	}
-	registerModules(srv, cfg)
+	if err := registerModules(srv, cfg); err != nil {
+		log.Error("configuration error", "err", err)
+		return 1
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

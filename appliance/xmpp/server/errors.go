@@ -80,8 +80,10 @@ func asStanzaError(err error) *StanzaError {
 }
 
 // ErrorReply builds the error stanza answering st (RFC 6120 §8.3.1): same
-// name and id, swapped addresses, type "error", the original payload for
-// message and presence (kept small by dropping it for IQs beyond the first child).
+// name and id, swapped addresses, type "error". Messages and presence carry
+// their original children back; an IQ carries only its payload's empty
+// element, so the sender can match it but no content (a password, a large
+// vCard) is echoed.
 func ErrorReply(st *xmlel.Element, se *StanzaError) *xmlel.Element {
 	r := xmlel.New(st.Name.Space, st.Name.Local)
 	if id := st.Get("id"); id != "" {
@@ -92,7 +94,7 @@ func ErrorReply(st *xmlel.Element, se *StanzaError) *xmlel.Element {
 	r.Set("to", st.Get("from"))
 	if st.Name.Local == "iq" {
 		if p := st.FirstElement(); p != nil {
-			r.Add(p)
+			r.Add(&xmlel.Element{Name: p.Name, Attr: p.Attr})
 		}
 	} else {
 		for _, c := range st.Children {

@@ -262,7 +262,8 @@ type IQHandler func(ctx context.Context, iq *IQ) (*xmlel.Element, error)
 
 // HandleIQ registers h for IQs of type typ ("get"/"set") whose payload is named
 // name and which are addressed to target. A later registration replaces an
-// earlier one.
+// earlier one. Register every handler before the first ListenC2S: the
+// handler table is not locked.
 func (s *Server) HandleIQ(target Target, typ string, name xml.Name, h IQHandler) {
 	s.iq[iqKey{target: target, typ: typ, name: name}] = h
 }
