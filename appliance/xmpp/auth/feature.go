@@ -690,7 +690,7 @@ func (c *conv) scram(m mechanism, msg []byte) (string, bool, error) {
 			return c.fail(failure{cond: condMalformedRequest, mech: m.name, reason: "channel binding with non-PLUS mechanism", record: true})
 		}
 		if !slices.Contains(c.cbTypes, typ) {
-			return c.fail(failure{cond: condNotAuthorized, mech: m.name, reason: "unsupported channel binding type " + string(typ), record: true})
+			return c.fail(failure{cond: condNotAuthorized, mech: m.name, reason: "unsupported channel binding type " + string(typ), record: false}) // a client limitation, not a password guess: not throttled
 		}
 		var err error
 		if cb, err = c.f.bindingData(c.cs, typ); err != nil || !cb.IsSupported() {

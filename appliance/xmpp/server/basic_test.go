@@ -1,7 +1,11 @@
 package server_test
 
 import (
+	"crypto/tls"
+	"encoding/base64"
 	"testing"
+
+	"github.com/hearthxmpp/hearth/appliance/xmpp/xmlel"
 
 	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/xmpptest"
@@ -21,4 +25,32 @@ func TestLoginAndChat(t *testing.T) {
 	if m.Get("from") != a.JID {
 		t.Fatalf("from = %q, want stamped %q", m.Get("from"), a.JID)
 	}
+}
+
+// Whitespace between negotiation elements is legal (RFC 6120 §11.7);
+// go-sendxmpp sends a newline after <starttls/> and <auth/>.
+func TestWhitespaceDuringNegotiation(t *testing.T) {
+	e := newEnv(t, server.Limits{})
+	e.addUser("alice", "pw-alice")
+	c := xmpptest.Dial(t, e.addr, domain)
+	c.OpenStream()
+	c.Raw("\n  <starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\n")
+	c.Expect(func(el *xmlel.Element) bool { return el.Name.Local == "proceed" })
+	tc := tls.Client(c.Conn(), &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetConn(tc)
+	c.OpenStream()
+	c.Raw("\n")
+	plain := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00pw-alice"))
+	c.Raw("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" + plain + "</auth>\n")
+	if el := c.Expect(func(el *xmlel.Element) bool { return el.Name.Space == "urn:ietf:params:xml:ns:xmpp-sasl" }); el.Name.Local != "success" {
+		t.Fatalf("PLAIN: %s", el)
+	}
+	c.OpenStream()
+	c.Raw("\n\t")
+	c.Bind("ws")
+	c.Send("\n<presence/>\n")
+	c.Expect(xmpptest.IsPresenceFrom(c.JID, ""))
 }

@@ -53,9 +53,12 @@ func (s *Server) serveC2S(ctx context.Context, raw net.Conn, directTLS bool) {
 	defer s.conns.release(ip)
 
 	lc := newLimitConn(raw, s.limits.MaxStanzaBytes, s.limits.ReadBytesPerSecond)
-	var conn net.Conn = lc
+	var conn net.Conn = &wsFilterConn{Conn: lc}
+	var state xmpp.SessionState
 	if directTLS {
-		conn = tls.Server(lc, s.tlsDirect)
+		tc := tls.Server(lc, s.tlsDirect)
+		conn = &wsFilterConn{Conn: tc, tls: tc}
+		state = xmpp.Secure
 	}
 	sess := &Session{srv: s, lc: lc, ip: ip, log: log, writing: true}
 	cc := &c2sConn{srv: s, sess: sess}
@@ -65,7 +68,7 @@ func (s *Server) serveC2S(ctx context.Context, raw net.Conn, directTLS bool) {
 	// itself racily, so we do not give it one).
 	deadline := time.Now().Add(s.limits.AuthTimeout)
 	lc.SetDeadline(deadline)
-	xs, err := xmpp.ReceiveSession(context.Background(), conn, 0, xmpp.NewNegotiator(cc.streamConfig))
+	xs, err := xmpp.ReceiveSession(context.Background(), conn, state, xmpp.NewNegotiator(cc.streamConfig))
 	if err != nil || sess.jid.String() == "" {
 		if xs != nil {
 			conn = xs.Conn()
@@ -106,7 +109,7 @@ func (cc *c2sConn) streamConfig(xs *xmpp.Session, _ *xmpp.StreamConfig) xmpp.Str
 		cb = cc.srv.cert
 	}
 	features := []xmpp.StreamFeature{
-		cc.restarting(xmpp.StartTLS(cc.srv.tlsStartTLS)),
+		cc.restarting(cc.startTLS()),
 		cc.restarting(auth.Feature(auth.Options{
 			Source:      credentialSource{cc.srv.store},
 			Domain:      cc.srv.domain.String(),
@@ -123,6 +126,21 @@ func (cc *c2sConn) streamConfig(xs *xmpp.Session, _ *xmpp.StreamConfig) xmpp.Str
 	}
 	features = append(features, cc.srv.streamF...)
 	return xmpp.StreamConfig{Lang: "en", Features: features}
+}
+
+// startTLS is mellium's STARTTLS feature (RFC 6120 §5) with our own server
+// side: TLS runs directly on the limited raw connection and the whitespace
+// filter goes on top of it, on the plaintext side.
+func (cc *c2sConn) startTLS() xmpp.StreamFeature {
+	f := xmpp.StartTLS(cc.srv.tlsStartTLS)
+	f.Negotiate = func(ctx context.Context, xs *xmpp.Session, _ any) (xmpp.SessionState, io.ReadWriter, error) {
+		if _, err := io.WriteString(xs.Conn(), "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"); err != nil {
+			return 0, nil, err
+		}
+		tc := tls.Server(cc.sess.lc, cc.srv.tlsStartTLS)
+		return xmpp.Secure, &wsFilterConn{Conn: tc, tls: tc}, nil
+	}
+	return f
 }
 
 // restarting wraps a feature so that we know when a stream restart makes our

@@ -78,6 +78,9 @@ func DialTLS(t testing.TB, addr, domain string, cfg *tls.Config) *Client {
 // Conn returns the current connection (TLS after StartTLS).
 func (c *Client) Conn() net.Conn { return c.conn }
 
+// SetConn replaces the connection, for tests that negotiate TLS themselves.
+func (c *Client) SetConn(conn net.Conn) { c.conn = conn }
+
 // Close closes the connection.
 func (c *Client) Close() {
 	c.mu.Lock()
