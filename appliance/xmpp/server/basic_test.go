@@ -3,6 +3,7 @@ package server_test
 import (
 	"crypto/tls"
 	"encoding/base64"
+	"strings"
 	"testing"
 
 	"github.com/hearthxmpp/hearth/appliance/xmpp/xmlel"
@@ -53,4 +54,46 @@ func TestWhitespaceDuringNegotiation(t *testing.T) {
 	c.Bind("ws")
 	c.Send("\n<presence/>\n")
 	c.Expect(xmpptest.IsPresenceFrom(c.JID, ""))
+}
+
+// After STARTTLS on TLS 1.3 the server offers -PLUS with tls-exporter
+// (XEP-0440) and a -PLUS login binds to this very TLS connection.
+func TestSCRAMPlusThroughServer(t *testing.T) {
+	e := newEnv(t, server.Limits{})
+	e.addUser("alice", "pw-alice")
+	c := xmpptest.Dial(t, e.addr, domain)
+	c.OpenStream()
+	f := c.StartTLS(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	mechs := f.Child("urn:ietf:params:xml:ns:xmpp-sasl", "mechanisms")
+	if mechs == nil || !strings.Contains(mechs.String(), "SCRAM-SHA-256-PLUS") {
+		t.Fatalf("features: %s", f)
+	}
+	cb := f.Child("urn:xmpp:sasl-cb:0", "sasl-channel-binding")
+	if cb == nil || !strings.Contains(cb.String(), "tls-exporter") {
+		t.Fatalf("no XEP-0440 list: %s", f)
+	}
+	if el := c.AuthPlus("alice", "pw-alice"); el.Name.Local != "success" {
+		t.Fatalf("-PLUS: %s", el)
+	}
+	f = c.OpenStream()
+	if f.Child("urn:ietf:params:xml:ns:xmpp-bind", "bind") == nil || f.Child("urn:xmpp:features:rosterver", "ver") == nil {
+		t.Fatalf("post-auth features: %s", f)
+	}
+	c.Bind("plus")
+}
+
+// Directed presence reaches a non-subscriber, who then also gets the
+// unavailable when the sender leaves (RFC 6121 §4.6).
+func TestDirectedPresence(t *testing.T) {
+	e := newEnv(t, server.Limits{})
+	e.addUser("alice", "pw-alice")
+	e.addUser("bob", "pw-bob")
+	a := e.online("alice", "a")
+	b := e.online("bob", "b")
+	a.Send("<presence to='%s'><status>hi</status></presence>", b.JID)
+	if p := b.Expect(xmpptest.IsPresenceFrom(a.JID, "")); p.ChildText("", "status") != "hi" {
+		t.Fatalf("directed presence: %s", p)
+	}
+	a.Close()
+	b.Expect(xmpptest.IsPresenceFrom(a.JID, "unavailable"))
 }

@@ -292,9 +292,33 @@ func (c *Client) Auth(user, password string) *xmlel.Element {
 	if err != nil {
 		c.t.Fatalf("scram client: %v", err)
 	}
-	conv := client.NewConversation()
+	return c.scram("SCRAM-SHA-256", client.NewConversation())
+}
+
+// AuthPlus runs SCRAM-SHA-256-PLUS with tls-exporter channel binding
+// (RFC 9266) on the current TLS 1.3 connection.
+func (c *Client) AuthPlus(user, password string) *xmlel.Element {
+	c.t.Helper()
+	client, err := scram.SHA256.NewClient(user, password, "")
+	if err != nil {
+		c.t.Fatalf("scram client: %v", err)
+	}
+	tc, ok := c.conn.(*tls.Conn)
+	if !ok {
+		c.t.Fatal("AuthPlus needs TLS")
+	}
+	cs := tc.ConnectionState()
+	cb, err := scram.NewTLSExporterBinding(&cs)
+	if err != nil {
+		c.t.Fatalf("channel binding: %v", err)
+	}
+	return c.scram("SCRAM-SHA-256-PLUS", client.NewConversationWithChannelBinding(cb))
+}
+
+func (c *Client) scram(mech string, conv *scram.ClientConversation) *xmlel.Element {
+	c.t.Helper()
 	first, _ := conv.Step("")
-	c.Send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>%s</auth>", base64.StdEncoding.EncodeToString([]byte(first)))
+	c.Send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='%s'>%s</auth>", mech, base64.StdEncoding.EncodeToString([]byte(first)))
 	saslEl := func(e *xmlel.Element) bool { return e.Name.Space == "urn:ietf:params:xml:ns:xmpp-sasl" }
 	el := c.Expect(saslEl)
 	if el.Name.Local != "challenge" {
