@@ -109,6 +109,14 @@ CREATE TABLE settings (
 	value TEXT NOT NULL
 ) STRICT;
 `,
+	// 3: XEP-0313 message archive (mam.go).
+	schemaMAM,
+	// 4: XEP-0060/XEP-0163 personal eventing nodes and items (pubsub.go).
+	schemaPubSub,
+	// 5: XEP-0191 block lists (blocking.go).
+	schemaBlocking,
+	// 6: XEP-0357 push registrations (push.go).
+	schemaPush,
 }
 
 // migrate creates schema_migrations if needed and applies every migration

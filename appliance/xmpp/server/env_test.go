@@ -47,7 +47,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newEnv(t *testing.T, limits server.Limits) *env {
+func newEnv(t *testing.T, limits server.Limits, setup ...func(*server.Server)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(filepath.Join(dir, "hearth.db"))
@@ -65,6 +65,9 @@ func newEnv(t *testing.T, limits server.Limits) *env {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range setup {
+		f(srv)
 	}
 	ctx := context.Background()
 	a, err := srv.ListenC2S(ctx, "127.0.0.1:0", false)

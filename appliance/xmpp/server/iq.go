@@ -17,8 +17,12 @@ func (s *Server) routeIQ(ctx context.Context, sess *Session, st *xmlel.Element, 
 	case "result", "error":
 		// Responses travel to the full JID they name; one for the server or for
 		// nobody is dropped (RFC 6120 §8.2.3 forbids answering it).
+		if to.Equal(s.domain) {
+			s.resolvePending(st)
+			return
+		}
 		if to.Resourcepart() != "" && s.IsLocal(to) {
-			if target := s.router.session(to); target != nil {
+			if target := s.router.session(to); target != nil && s.allowed(ctx, st, from, to) {
 				target.Send(st)
 			}
 		}
@@ -63,8 +67,10 @@ func (s *Server) routeIQ(ctx context.Context, sess *Session, st *xmlel.Element, 
 		s.answerIQ(ctx, sess, st, payloads[0], from, to, ToAccount)
 	default:
 		// RFC 6121 §8.5.3.1 / §8.5.3.2.1.
-		if target := s.router.session(to); target != nil && target.Send(st) {
-			return
+		if target := s.router.session(to); target != nil {
+			if !s.allowed(ctx, st, from, to) || target.Send(st) {
+				return
+			}
 		}
 		sess.Send(ErrorReply(st, ErrServiceUnavailable))
 	}
@@ -102,4 +108,56 @@ func (s *Server) answerIQ(ctx context.Context, sess *Session, st, payload *xmlel
 		reply.Add(res)
 	}
 	sess.Send(reply)
+}
+
+// Request sends an IQ get or set from the server (from = the domain) to a
+// local full JID and waits for the answer or ctx's end (XEP-0030 queries for
+// XEP-0115 caps, for example). iq must have type, to and a payload; its id is
+// set here. It returns the result or error IQ, or ctx.Err(), or
+// ErrServiceUnavailable when the recipient has no session.
+func (s *Server) Request(ctx context.Context, iq *xmlel.Element) (*xmlel.Element, error) {
+	to, err := jid.Parse(iq.Get("to"))
+	if err != nil {
+		return nil, ErrJIDMalformed
+	}
+	target := s.router.session(to)
+	if target == nil {
+		return nil, ErrServiceUnavailable
+	}
+	id := "srv-" + randomID(8)
+	iq.Set("id", id)
+	iq.Set("from", s.domain.String())
+	ch := make(chan *xmlel.Element, 1)
+	s.pendingMu.Lock()
+	if s.pending == nil {
+		s.pending = make(map[string]chan *xmlel.Element)
+	}
+	s.pending[id] = ch
+	s.pendingMu.Unlock()
+	defer func() {
+		s.pendingMu.Lock()
+		delete(s.pending, id)
+		s.pendingMu.Unlock()
+	}()
+	if !target.Send(iq) {
+		return nil, ErrServiceUnavailable
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// resolvePending hands an IQ answer addressed to the server to the Request
+// waiting for it; unknown answers are dropped (RFC 6120 §8.2.3).
+func (s *Server) resolvePending(st *xmlel.Element) {
+	s.pendingMu.Lock()
+	ch := s.pending[st.Get("id")]
+	delete(s.pending, st.Get("id"))
+	s.pendingMu.Unlock()
+	if ch != nil {
+		ch <- st
+	}
 }

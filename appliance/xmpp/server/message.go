@@ -11,14 +11,9 @@ import (
 )
 
 // routeMessage delivers a message stanza by the rules of RFC 6121 §8.5.
-// from is the (already stamped) sender, to the parsed 'to' (zero if absent).
-func (s *Server) routeMessage(ctx context.Context, st *xmlel.Element, from, to jid.JID) {
-	if to.String() == "" {
-		// RFC 6120 §10.3.1: no 'to' means the sender's own bare JID.
-		to = from.Bare()
-		st.Set("to", to.String())
-	}
-	typ := st.Get("type")
+// m.From is the (already stamped) sender and m.To is never empty.
+func (s *Server) routeMessage(ctx context.Context, m *Message) {
+	st, to, typ := m.Stanza, m.To, m.Type
 	if !s.IsLocal(to) {
 		s.bounce(ctx, st, Errorf(ErrRemoteServerNotFound, "federation is not enabled on this server"))
 		return
@@ -41,45 +36,61 @@ func (s *Server) routeMessage(ctx context.Context, st *xmlel.Element, from, to j
 		}
 		return
 	}
-	if res := to.Resourcepart(); res != "" {
+	if !s.allowed(ctx, st, m.From, to) {
+		return
+	}
+	if runMessageHooks(ctx, s.hooks.messageIn, m) {
+		return
+	}
+	var delivered []*Session
+	if to.Resourcepart() != "" {
 		if sess := s.router.session(to); sess != nil && sess.Send(st) {
-			return // RFC 6121 §8.5.3.1
+			delivered = []*Session{sess} // RFC 6121 §8.5.3.1
+		} else {
+			// RFC 6121 §8.5.3.2.1: no such resource.
+			switch typ {
+			case "", "normal", "chat":
+				delivered = s.deliverToBare(ctx, m)
+			case "groupchat":
+				s.bounce(ctx, st, ErrServiceUnavailable)
+				return
+			default: // headline, error
+				return
+			}
 		}
-		// RFC 6121 §8.5.3.2.1: no such resource.
-		switch typ {
-		case "", "normal", "chat":
-			// Treated as addressed to the bare JID.
-		case "groupchat":
-			s.bounce(ctx, st, ErrServiceUnavailable)
-			return
-		default: // headline, error
-			return
+	} else {
+		delivered = s.deliverToBare(ctx, m)
+	}
+	if len(delivered) > 0 || m.Offline {
+		for _, h := range s.hooks.delivered {
+			h(ctx, m, delivered)
 		}
 	}
-	s.deliverToBare(ctx, st, to.Bare(), typ)
 }
 
 // deliverToBare applies RFC 6121 §8.5.2.1.1 for a message to an existing
-// local account's bare JID.
-func (s *Server) deliverToBare(ctx context.Context, st *xmlel.Element, to jid.JID, typ string) {
+// local account: it returns the sessions that got it, or stores it offline
+// (setting m.Offline).
+func (s *Server) deliverToBare(ctx context.Context, m *Message) []*Session {
+	st, typ := m.Stanza, m.Type
 	switch typ {
 	case "groupchat":
 		s.bounce(ctx, st, ErrServiceUnavailable)
-		return
+		return nil
 	case "error":
-		return
+		return nil
 	}
-	targets := s.messageTargets(to.Localpart(), typ == "headline")
-	delivered := false
-	for _, sess := range targets {
+	var delivered []*Session
+	for _, sess := range s.messageTargets(m.To.Localpart(), typ == "headline") {
 		if sess.Send(st) {
-			delivered = true
+			delivered = append(delivered, sess)
 		}
 	}
-	if delivered || typ == "headline" {
-		return
+	if len(delivered) > 0 || typ == "headline" {
+		return delivered
 	}
-	s.storeOffline(ctx, st, to)
+	m.Offline = s.storeOffline(ctx, st, m.To.Bare())
+	return nil
 }
 
 // messageTargets returns the available resources a bare-JID message goes to:
@@ -112,12 +123,13 @@ func (s *Server) messageTargets(username string, all bool) []*Session {
 }
 
 // storeOffline keeps a message for later delivery (XEP-0160) with a delay
-// stamp (XEP-0203 §3). Messages without content worth keeping (no body,
-// subject or other payload besides chat states) are dropped, as XEP-0160 §3
-// allows. A full store bounces service-unavailable to the sender.
-func (s *Server) storeOffline(ctx context.Context, st *xmlel.Element, to jid.JID) {
+// stamp (XEP-0203 §3) and reports whether it did. Messages without content
+// worth keeping (no body, subject or other payload besides chat states) are
+// dropped, as XEP-0160 §3 allows. A full store bounces service-unavailable to
+// the sender.
+func (s *Server) storeOffline(ctx context.Context, st *xmlel.Element, to jid.JID) bool {
 	if !worthStoring(st) {
-		return
+		return false
 	}
 	stored := st.ShallowCopy()
 	stored.Name.Space = NSClient
@@ -125,6 +137,7 @@ func (s *Server) storeOffline(ctx context.Context, st *xmlel.Element, to jid.JID
 	err := s.store.PushOffline(ctx, to.Localpart(), []byte(stored.String()), s.now(), s.limits.MaxOfflinePerUser)
 	switch {
 	case err == nil:
+		return true
 	case errors.Is(err, store.ErrQuotaExceeded):
 		s.log.Info("offline storage full", "user", to.Localpart())
 		s.bounce(ctx, st, Errorf(ErrServiceUnavailable, "the recipient's offline storage is full"))
@@ -132,6 +145,7 @@ func (s *Server) storeOffline(ctx context.Context, st *xmlel.Element, to jid.JID
 		s.log.Error("storing offline message failed", "err", err)
 		s.bounce(ctx, st, ErrInternal)
 	}
+	return false
 }
 
 // worthStoring reports whether a message carries something a user would miss:

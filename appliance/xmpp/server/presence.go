@@ -123,6 +123,9 @@ func (s *Server) broadcastPresence(ctx context.Context, sess *Session, st *xmlel
 	if priority >= 0 && (!wasAvailable || prevPriority < 0) {
 		s.deliverOffline(ctx, sess)
 	}
+	for _, h := range s.hooks.available {
+		h(ctx, sess, st, !wasAvailable)
+	}
 }
 
 // sendPresenceTo sends a copy of st addressed to the JID string to.
@@ -183,6 +186,9 @@ func (s *Server) directedPresence(ctx context.Context, sess *Session, st *xmlel.
 // or other domains is dropped silently (RFC 6121 §8.5.1).
 func (s *Server) deliverPresence(ctx context.Context, st *xmlel.Element, to jid.JID) {
 	if !s.IsLocal(to) || to.Localpart() == "" {
+		return
+	}
+	if from, err := jid.Parse(st.Get("from")); err == nil && !s.allowed(ctx, st, from, to) {
 		return
 	}
 	if to.Resourcepart() != "" {
@@ -315,6 +321,9 @@ func (s *Server) inboundSubscription(ctx context.Context, contact string, st *xm
 	if err != nil {
 		return
 	}
+	if !s.allowed(ctx, st, from, contactBare) {
+		return
+	}
 	exists, err := s.store.AccountExists(ctx, contact)
 	if err != nil || !exists {
 		if err == nil && typ == "subscribe" {
@@ -439,6 +448,9 @@ func (s *Server) teardown(ctx context.Context, sess *Session) {
 		if err := s.store.SetLastActivity(ctx, sess.username, s.now(), status); err != nil {
 			s.log.Warn("recording last activity failed", "err", err)
 		}
+	}
+	for _, h := range s.hooks.closed {
+		h(ctx, sess)
 	}
 	sess.log.Info("session closed")
 }

@@ -138,7 +138,16 @@ func (s *Server) handleFromClient(ctx context.Context, sess *Session, el *xmlel.
 	case "iq":
 		s.routeIQ(ctx, sess, el, sess.jid, to)
 	case "message":
-		s.routeMessage(ctx, el, sess.jid, to)
+		if to.String() == "" {
+			// RFC 6120 §10.3.1: no 'to' means the sender's own bare JID.
+			to = sess.bare
+			el.Set("to", to.String())
+		}
+		m := &Message{Stanza: el, From: sess.jid, To: to, Type: el.Get("type"), Sender: sess}
+		if runMessageHooks(ctx, s.hooks.messageOut, m) {
+			return nil
+		}
+		s.routeMessage(ctx, m)
 	case "presence":
 		s.routePresenceFromClient(ctx, sess, el, to)
 	}
@@ -168,11 +177,11 @@ func (s *Server) routeLocalOrDrop(ctx context.Context, st *xmlel.Element) {
 	from, _ := jid.Parse(st.Get("from"))
 	switch st.Name.Local {
 	case "message":
-		s.routeMessage(ctx, st, from, to)
+		s.routeMessage(ctx, &Message{Stanza: st, From: from, To: to, Type: st.Get("type")})
 	case "presence":
 		s.deliverPresence(ctx, st, to)
 	case "iq":
-		if sess := s.router.session(to); sess != nil {
+		if sess := s.router.session(to); sess != nil && s.allowed(ctx, st, from, to) {
 			sess.Send(st)
 		}
 	}

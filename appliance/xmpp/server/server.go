@@ -63,6 +63,10 @@ type Server struct {
 	iq      map[iqKey]IQHandler
 	disco   discoRegistry
 	streamF []xmpp.StreamFeature // extra informational stream features
+	hooks   hooks
+
+	pendingMu sync.Mutex
+	pending   map[string]chan *xmlel.Element // server-originated IQs awaiting an answer, by id
 
 	mu        sync.Mutex
 	listeners []net.Listener
