@@ -36,6 +36,7 @@ type Session struct {
 	interested bool              // requested the roster (RFC 6121 §2.1.3)
 	directed   map[string]string // directed presence recipients (RFC 6121 §4.6), JID string -> ""
 	lastStatus string            // status of the last unavailable presence (XEP-0012 §4)
+	hibernated bool              // XEP-0198 §5: connection lost, awaiting resumption
 
 	outMu   sync.Mutex
 	queue   [][]byte
@@ -50,6 +51,15 @@ func (s *Session) JID() jid.JID { return s.jid }
 
 // Username returns the localpart of the account this session belongs to.
 func (s *Session) Username() string { return s.username }
+
+// Hibernated reports whether the session lost its connection and waits for a
+// stream management resumption (XEP-0198 §5); stanzas sent to it are queued
+// for the resumed connection. Push notifications (XEP-0357) are for these.
+func (s *Session) Hibernated() bool {
+	s.srv.router.mu.RLock()
+	defer s.srv.router.mu.RUnlock()
+	return s.hibernated
+}
 
 // Available reports whether the session has sent initial presence and not yet
 // gone unavailable (RFC 6121 §4.2).
