@@ -48,6 +48,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.limits.MaxStanzaBytes, "max-stanza-bytes", server.DefaultLimits.MaxStanzaBytes, "largest stanza accepted, bytes")
 	fs.IntVar(&c.limits.MaxConnsPerIP, "max-conns-per-ip", server.DefaultLimits.MaxConnsPerIP, "simultaneous connections per source address")
 	fs.DurationVar(&c.limits.AuthTimeout, "auth-timeout", server.DefaultLimits.AuthTimeout, "time allowed from connect to bound resource")
+	fs.DurationVar(&c.limits.ResumeTimeout, "sm-resume-timeout", server.DefaultLimits.ResumeTimeout, "how long a dropped mobile session stays resumable (XEP-0198)")
 	fs.IntVar(&c.limits.MaxOfflinePerUser, "max-offline", server.DefaultLimits.MaxOfflinePerUser, "offline messages kept per account")
 	for _, kind := range []string{"admin", "abuse", "support", "security", "feedback", "sales", "status"} {
 		key := kind + "-addresses"

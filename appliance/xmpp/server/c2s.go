@@ -29,8 +29,9 @@ var streamSystemShutdown = stream.SystemShutdown
 type c2sConn struct {
 	srv        *Server
 	sess       *Session
-	username   string // set by SASL
-	headerSent bool   // our stream header for the current stream is out
+	username   string   // set by SASL
+	resumed    *Session // set when the stream resumed an earlier session (XEP-0198 §5)
+	headerSent bool     // our stream header for the current stream is out
 	hostErr    bool
 }
 
@@ -69,6 +70,14 @@ func (s *Server) serveC2S(ctx context.Context, raw net.Conn, directTLS bool) {
 	deadline := time.Now().Add(s.limits.AuthTimeout)
 	lc.SetDeadline(deadline)
 	xs, err := xmpp.ReceiveSession(context.Background(), conn, state, xmpp.NewNegotiator(cc.streamConfig))
+	if cc.resumed != nil && err == nil {
+		// XEP-0198 §5: the stream continues an earlier session.
+		lc.SetDeadline(time.Time{})
+		sess = cc.resumed
+		gen := sess.startWriting(xs.Conn())
+		s.readLoop(sess, xs, lc, gen)
+		return
+	}
 	if err != nil || sess.jid.String() == "" {
 		if xs != nil {
 			conn = xs.Conn()
@@ -79,12 +88,11 @@ func (s *Server) serveC2S(ctx context.Context, raw net.Conn, directTLS bool) {
 		}
 		return
 	}
-	conn = xs.Conn()
 	lc.SetDeadline(time.Time{})
-	sess.startWriting(conn)
 	sess.log = log.With("jid", sess.jid.String())
+	gen := sess.startWriting(xs.Conn())
 	sess.log.Info("session bound")
-	s.readLoop(sess, xs)
+	s.readLoop(sess, xs, lc, gen)
 }
 
 // streamConfig is mellium's per-stream negotiation callback. It runs after the
@@ -121,6 +129,8 @@ func (cc *c2sConn) streamConfig(xs *xmpp.Session, _ *xmpp.StreamConfig) xmpp.Str
 			Logger:      cc.sess.log,
 		})),
 		xmpp.BindCustom(cc.bind),
+		cc.smFeature(),
+		infoFeature(xml.Name{Space: NSCSI, Local: "csi"}),
 		infoFeature(xml.Name{Space: "urn:xmpp:features:rosterver", Local: "ver"}),
 		infoFeature(xml.Name{Space: "urn:xmpp:features:pre-approval", Local: "sub"}),
 	}
@@ -260,72 +270,97 @@ func (s *Server) streamHeader() []byte {
 		s.domain.String() + `' id='` + randomID(8) + `'>`)
 }
 
-// readLoop reads stanzas until the stream ends, then tears the session down.
-func (s *Server) readLoop(sess *Session, xs *xmpp.Session) {
+// readLoop reads stanzas from one connection of sess until the stream ends.
+// Then, if the connection was lost and stream management allows, the session
+// hibernates (XEP-0198 §5); if it was resumed on another connection meanwhile
+// (gen changed) nothing more happens here; otherwise the session ends.
+func (s *Server) readLoop(sess *Session, xs *xmpp.Session, lc *limitConn, gen int) {
 	r := xs.TokenReader()
 	defer r.Close()
 	ctx := context.Background()
 	var se *streamError
+	lost := false
 	for se == nil {
-		sess.lc.reset()
+		lc.reset()
 		tok, err := r.Token()
 		if err != nil {
-			se = s.readError(sess, err)
+			se, lost = s.readError(sess, err)
 			break
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
 			el, err := xmlel.Decode(r, t)
 			if err != nil {
-				se = s.readError(sess, err)
+				se, lost = s.readError(sess, err)
 				break
 			}
-			se = s.handleFromClient(ctx, sess, el)
+			switch el.Name.Space {
+			case NSSM:
+				se = s.handleSM(sess, el)
+			case NSCSI:
+				s.handleCSI(sess, el)
+			default:
+				se = s.handleFromClient(ctx, sess, el)
+				sess.countInbound()
+			}
 		case xml.CharData:
 			// Whitespace keepalive (RFC 6120 §4.6.1); mellium rejects other text.
 		case xml.Comment, xml.ProcInst, xml.Directive:
 			se = newStreamError(stream.RestrictedXML, "comments, processing instructions and DTDs are not allowed")
 		}
 	}
-	if se.cond.Err != "" {
-		sess.Terminate(se)
-	} else {
-		sess.Terminate(nil)
+	sess.outMu.Lock()
+	takenOver := sess.gen != gen
+	sess.outMu.Unlock()
+	if takenOver {
+		return // resumed on another connection
 	}
-	// The writer flushes what is queued, then the closing tag, then closes the
-	// connection (bounded by the deadline Terminate set).
-	s.teardown(ctx, sess)
+	if lost && s.hibernate(sess, gen) {
+		xs.Conn().Close()
+		return
+	}
+	// The writer flushes what is queued, then the error or closing tag, then
+	// closes the connection (bounded by the deadline Terminate set).
+	sess.Terminate(se)
+	s.endSession(ctx, sess)
 }
 
-// readError maps a read failure to the stream error to send, or an empty one
-// when the peer simply went away.
-func (s *Server) readError(sess *Session, err error) *streamError {
+// readError maps a read failure to the stream error to send (an empty one
+// when there is nothing to say) and reports whether the connection was lost
+// rather than closed or broken by the peer on purpose.
+func (s *Server) readError(sess *Session, err error) (se *streamError, lost bool) {
 	var ms stream.Error
 	var synErr *xml.SyntaxError
 	switch {
 	case errors.Is(err, io.EOF):
-		return &streamError{} // peer closed its stream: answer with our close tag
+		return &streamError{}, false // peer closed its stream: answer with our close tag
 	case errors.Is(err, errStanzaTooBig):
-		return newStreamError(stream.PolicyViolation, "stanza too large (limit "+itoa(int64(s.limits.MaxStanzaBytes))+" bytes)")
+		return newStreamError(stream.PolicyViolation, "stanza too large (limit "+itoa(int64(s.limits.MaxStanzaBytes))+" bytes)"), false
 	case errors.Is(err, xmlel.ErrRestrictedXML):
-		return newStreamError(stream.RestrictedXML, "comments, processing instructions and DTDs are not allowed")
+		return newStreamError(stream.RestrictedXML, "comments, processing instructions and DTDs are not allowed"), false
 	case errors.As(err, &ms):
 		sess.log.Info("peer sent stream error", "condition", ms.Err)
-		return &streamError{}
+		return &streamError{}, false
 	case strings.HasPrefix(err.Error(), "disallowed XML"):
 		// mellium's stream reader rejects these tokens itself (RFC 6120 §11.1).
-		return newStreamError(stream.RestrictedXML, "comments, processing instructions and DTDs are not allowed")
+		return newStreamError(stream.RestrictedXML, "comments, processing instructions and DTDs are not allowed"), false
 	case errors.As(err, &synErr):
-		return newStreamError(stream.NotWellFormed, synErr.Msg)
+		if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(synErr.Msg, "unexpected EOF") {
+			return &streamError{}, true
+		}
+		return newStreamError(stream.NotWellFormed, synErr.Msg), false
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, os.ErrDeadlineExceeded):
-		return &streamError{}
+		return &streamError{}, true
 	default:
 		var ne net.Error
 		if errors.As(err, &ne) {
-			return &streamError{}
+			return &streamError{}, true
+		}
+		if strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe") {
+			return &streamError{}, true
 		}
 		sess.log.Info("bad input", "err", err)
-		return newStreamError(stream.NotWellFormed, "")
+		return newStreamError(stream.NotWellFormed, ""), false
 	}
 }
 

@@ -39,6 +39,13 @@ type Limits struct {
 	// MaxRosterItems caps roster size per account (RFC 6121 §2.3.3:
 	// not-allowed beyond it). Default 1000.
 	MaxRosterItems int
+	// ResumeTimeout is how long a stream-managed session whose connection was
+	// lost stays resumable (XEP-0198 §5 "max"). Default 5 minutes.
+	ResumeTimeout time.Duration
+	// MaxUnacked bounds stanzas sent but not acknowledged under stream
+	// management, including those kept while hibernated. Breach: stream error
+	// resource-constraint; the stanzas are rerouted. Default 1000.
+	MaxUnacked int
 	// LoginFailures and LoginWindow throttle failed logins per IP and per
 	// account: after LoginFailures failures within LoginWindow further attempts
 	// fail with temporary-auth-failure. Defaults 5 and 5 minutes.
@@ -58,6 +65,8 @@ var DefaultLimits = Limits{
 	MaxRosterItems:     1000,
 	LoginFailures:      5,
 	LoginWindow:        5 * time.Minute,
+	ResumeTimeout:      5 * time.Minute,
+	MaxUnacked:         1000,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -85,6 +94,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxRosterItems > 0 {
 		d.MaxRosterItems = l.MaxRosterItems
+	}
+	if l.ResumeTimeout > 0 {
+		d.ResumeTimeout = l.ResumeTimeout
+	}
+	if l.MaxUnacked > 0 {
+		d.MaxUnacked = l.MaxUnacked
 	}
 	if l.LoginFailures > 0 {
 		d.LoginFailures = l.LoginFailures

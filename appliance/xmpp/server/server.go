@@ -65,6 +65,9 @@ type Server struct {
 	streamF []xmpp.StreamFeature // extra informational stream features
 	hooks   hooks
 
+	smMu    sync.Mutex
+	smIndex map[string]*Session // resumable sessions by XEP-0198 id
+
 	pendingMu sync.Mutex
 	pending   map[string]chan *xmlel.Element // server-originated IQs awaiting an answer, by id
 
@@ -106,6 +109,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.started = s.now()
 	s.router.users = make(map[string]*userSessions)
+	s.smIndex = make(map[string]*Session)
 	s.throttle = auth.NewThrottle(s.limits.LoginFailures, s.limits.LoginWindow)
 	base := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
@@ -223,6 +227,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// isClosing reports whether Shutdown has begun.
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
 }
 
 // iqKey selects an IQ handler: the request type ("get" or "set"), the payload's

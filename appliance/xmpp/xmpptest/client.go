@@ -404,3 +404,43 @@ func IsPresenceFrom(from, typ string) func(*xmlel.Element) bool {
 		return e.Name.Local == "presence" && e.Get("type") == typ && strings.HasPrefix(e.Get("from"), from)
 	}
 }
+
+// EnableSM enables stream management with resumption (XEP-0198 §3) and
+// returns the <enabled/> element.
+func (c *Client) EnableSM() *xmlel.Element {
+	c.t.Helper()
+	c.Raw("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	return c.Expect(func(e *xmlel.Element) bool { return e.Name.Space == "urn:xmpp:sm:3" && e.Name.Local != "r" })
+}
+
+// LoginResume authenticates on a new connection and sends <resume/> instead
+// of binding (XEP-0198 §5); it returns the server's <resumed/> or <failed/>.
+func (c *Client) LoginResume(user, password, previd string, h uint32) *xmlel.Element {
+	c.t.Helper()
+	c.OpenStream()
+	c.StartTLS(&tls.Config{InsecureSkipVerify: true, ServerName: c.Domain})
+	if el := c.Auth(user, password); el.Name.Local != "success" {
+		c.t.Fatalf("auth failed: %s", el)
+	}
+	c.OpenStream()
+	c.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='%d'/>", previd, h)
+	return c.Expect(func(e *xmlel.Element) bool {
+		return e.Name.Space == "urn:xmpp:sm:3" && (e.Name.Local == "resumed" || e.Name.Local == "failed")
+	})
+}
+
+// Drain removes every queued element matching match and returns them.
+func (c *Client) Drain(match func(*xmlel.Element) bool) []*xmlel.Element {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out, kept []*xmlel.Element
+	for _, el := range c.pending {
+		if match(el) {
+			out = append(out, el)
+		} else {
+			kept = append(kept, el)
+		}
+	}
+	c.pending = kept
+	return out
+}
