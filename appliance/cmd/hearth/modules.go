@@ -1,11 +1,15 @@
 package main
 
 import (
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/blocking"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/carbons"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/contact"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/disco"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/last"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/mam"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/ping"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/private"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/push"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/register"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/vcard"
 	versionmod "github.com/hearthxmpp/hearth/appliance/xmpp/mod/version"
@@ -16,7 +20,7 @@ import (
 // registerModules installs the feature modules (one package per XEP family)
 // before any listener starts. It fails only on bad configuration (an invalid
 // XEP-0157 contact address).
-func registerModules(srv *server.Server, cfg *serveConfig) error {
+func registerModules(srv *server.Server, cfg *serveConfig) (*mam.Archive, error) {
 	disco.Register(srv)
 	ping.Register(srv)
 	versionmod.Register(srv)
@@ -25,5 +29,12 @@ func registerModules(srv *server.Server, cfg *serveConfig) error {
 	vcard.Register(srv)
 	private.Register(srv)
 	register.Register(srv)
-	return contact.Register(srv, cfg.contacts)
+	// Order matters for the message hooks: blocking first (a refused message
+	// is neither archived nor copied), then the archive (so sent carbons carry
+	// the sender's stanza-id), then carbons and push.
+	blocking.Register(srv)
+	arch := mam.Register(srv, mam.Retention(cfg.mamRetention))
+	carbons.Register(srv)
+	push.Register(srv, push.IncludeSenderAndBody(cfg.pushContent), push.WithRequester(srv.RequestFrom))
+	return arch, contact.Register(srv, cfg.contacts)
 }

@@ -27,6 +27,8 @@ type serveConfig struct {
 	c2sPort, c2sTLSPort            int
 	s2sPort, httpPort, httpsPort   int
 	turnPort                       int
+	mamRetention                   time.Duration
+	pushContent                    bool
 	limits                         server.Limits
 	contacts                       map[string][]string
 }
@@ -49,6 +51,8 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.limits.MaxConnsPerIP, "max-conns-per-ip", server.DefaultLimits.MaxConnsPerIP, "simultaneous connections per source address")
 	fs.DurationVar(&c.limits.AuthTimeout, "auth-timeout", server.DefaultLimits.AuthTimeout, "time allowed from connect to bound resource")
 	fs.DurationVar(&c.limits.ResumeTimeout, "sm-resume-timeout", server.DefaultLimits.ResumeTimeout, "how long a dropped mobile session stays resumable (XEP-0198)")
+	fs.DurationVar(&c.mamRetention, "mam-retention", 30*24*time.Hour, "how long message archives (XEP-0313) are kept; 0 keeps them forever")
+	fs.BoolVar(&c.pushContent, "push-include-content", false, "put sender and message text into push notifications (XEP-0357); off keeps them away from the phone vendors' push services")
 	fs.IntVar(&c.limits.MaxOfflinePerUser, "max-offline", server.DefaultLimits.MaxOfflinePerUser, "offline messages kept per account")
 	for _, kind := range []string{"admin", "abuse", "support", "security", "feedback", "sales", "status"} {
 		key := kind + "-addresses"
@@ -97,13 +101,15 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		log.Error("configuration error", "err", err)
 		return 1
 	}
-	if err := registerModules(srv, cfg); err != nil {
+	arch, err := registerModules(srv, cfg)
+	if err != nil {
 		log.Error("configuration error", "err", err)
 		return 1
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	archDone := arch.Start(ctx)
 	var c2s []string
 	for _, host := range strings.Split(cfg.listen, ",") {
 		host = strings.TrimSpace(host)
@@ -135,6 +141,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown incomplete", "err", err)
 	}
+	<-archDone // the retention job stopped with ctx; the store closes after it
 	return 0
 }
 

@@ -21,6 +21,10 @@ type Message struct {
 	Sender *Session
 	// Offline is set when the message was stored for later delivery (XEP-0160).
 	Offline bool
+	// ArchiveID is the stanza-id (XEP-0359) the sender's archive gave an
+	// outgoing message (set by the archive's OnMessageOut hook); XEP-0313
+	// §3.5 puts it only into the sender's own copies such as sent carbons.
+	ArchiveID string
 }
 
 // MessageHook inspects or changes a message at one point of the delivery

@@ -17,7 +17,9 @@ func (s *Server) routeIQ(ctx context.Context, sess *Session, st *xmlel.Element, 
 	case "result", "error":
 		// Responses travel to the full JID they name; one for the server or for
 		// nobody is dropped (RFC 6120 §8.2.3 forbids answering it).
-		if to.Equal(s.domain) {
+		if to.Equal(s.domain) || (s.IsLocal(to) && to.Localpart() != "" && to.Resourcepart() == "") {
+			// Answers to Request (from the domain) or RequestFrom (from an
+			// account's bare JID).
 			s.resolvePending(st)
 			return
 		}
@@ -62,6 +64,9 @@ func (s *Server) routeIQ(ctx context.Context, sess *Session, st *xmlel.Element, 
 				// RFC 6121 §8.5.1: the same answer as for an unsupported namespace.
 				sess.Send(ErrorReply(st, ErrServiceUnavailable))
 				return
+			}
+			if !s.allowed(ctx, st, from, to) {
+				return // the filter answered
 			}
 		}
 		s.answerIQ(ctx, sess, st, payloads[0], from, to, ToAccount)
@@ -116,6 +121,7 @@ func (s *Server) answerIQ(ctx context.Context, sess *Session, st, payload *xmlel
 // set here. It returns the result or error IQ, or ctx.Err(), or
 // ErrServiceUnavailable when the recipient has no session.
 func (s *Server) Request(ctx context.Context, iq *xmlel.Element) (*xmlel.Element, error) {
+	iq.Set("from", s.domain.String())
 	to, err := jid.Parse(iq.Get("to"))
 	if err != nil {
 		return nil, ErrJIDMalformed
@@ -124,9 +130,26 @@ func (s *Server) Request(ctx context.Context, iq *xmlel.Element) (*xmlel.Element
 	if target == nil {
 		return nil, ErrServiceUnavailable
 	}
+	return s.await(ctx, iq, func() bool { return target.Send(iq) })
+}
+
+// RequestFrom sends an IQ get or set on behalf of a local account: iq's
+// 'from' must be the account's bare JID (for example XEP-0357 notifications
+// published from the user's JID to an app server). It is routed like any
+// stanza and the answer addressed to that bare JID is returned. Errors as for
+// Request; an unreachable recipient yields its error IQ or ctx.Err().
+func (s *Server) RequestFrom(ctx context.Context, iq *xmlel.Element) (*xmlel.Element, error) {
+	from, err := jid.Parse(iq.Get("from"))
+	if err != nil || !s.IsLocal(from) || from.Localpart() == "" || from.Resourcepart() != "" {
+		return nil, ErrJIDMalformed
+	}
+	return s.await(ctx, iq, func() bool { s.routeLocalOrDrop(ctx, iq); return true })
+}
+
+// await registers iq's answer slot, sends it with send and waits.
+func (s *Server) await(ctx context.Context, iq *xmlel.Element, send func() bool) (*xmlel.Element, error) {
 	id := "srv-" + randomID(8)
 	iq.Set("id", id)
-	iq.Set("from", s.domain.String())
 	ch := make(chan *xmlel.Element, 1)
 	s.pendingMu.Lock()
 	if s.pending == nil {
@@ -139,7 +162,7 @@ func (s *Server) Request(ctx context.Context, iq *xmlel.Element) (*xmlel.Element
 		delete(s.pending, id)
 		s.pendingMu.Unlock()
 	}()
-	if !target.Send(iq) {
+	if !send() {
 		return nil, ErrServiceUnavailable
 	}
 	select {

@@ -42,6 +42,7 @@ func (s *Server) routeMessage(ctx context.Context, m *Message) {
 	if runMessageHooks(ctx, s.hooks.messageIn, m) {
 		return
 	}
+	st = m.Stanza // a hook may have replaced it
 	var delivered []*Session
 	if to.Resourcepart() != "" {
 		if sess := s.router.session(to); sess != nil && sess.Send(st) {
@@ -185,6 +186,10 @@ func (s *Server) deliverOffline(ctx context.Context, sess *Session) {
 		if err != nil {
 			s.log.Error("corrupt offline message skipped", "id", m.ID, "err", err)
 			last = m.ID
+			continue
+		}
+		if from, err := jid.Parse(el.Get("from")); err == nil && !s.allowed(ctx, el, from, sess.bare) {
+			last = m.ID // blocked since it was stored: dropped
 			continue
 		}
 		if !sess.Send(el) {

@@ -155,7 +155,7 @@ func (s *Server) probe(ctx context.Context, sess *Session, contact string) {
 		s.router.mu.RLock()
 		p := cs.presence
 		s.router.mu.RUnlock()
-		if p != nil {
+		if p != nil && s.allowed(ctx, p, cs.jid, sess.jid) {
 			c := p.ShallowCopy()
 			c.Set("to", sess.jid.String())
 			sess.Send(c)
@@ -418,6 +418,9 @@ func (s *Server) redeliverSubscriptionRequests(ctx context.Context, sess *Sessio
 			continue
 		}
 		el.Set("to", sess.bare.String())
+		if from, err := jid.Parse(el.Get("from")); err == nil && !s.allowed(ctx, el, from, sess.bare) {
+			continue // blocked since it was stored
+		}
 		sess.Send(el)
 	}
 }
