@@ -2,11 +2,13 @@ package main
 
 import (
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/blocking"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/bookmarks"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/carbons"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/contact"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/disco"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/last"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/mam"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/pep"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/ping"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/private"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/push"
@@ -29,6 +31,12 @@ func registerModules(srv *server.Server, cfg *serveConfig) (*mam.Archive, error)
 	vcard.Register(srv)
 	private.Register(srv)
 	register.Register(srv)
+	// PEP takes over account disco#items (after disco), the avatar conversion
+	// takes over vcard-temp set (after vcard), bookmarks take over private
+	// XML storage (after private), keeping those modules' rules and limits.
+	svc := pep.Register(srv)
+	pep.RegisterVCardConversion(srv, svc, 0)
+	bookmarks.Register(srv, svc)
 	// Order matters for the message hooks: blocking first (a refused message
 	// is neither archived nor copied), then the archive (so sent carbons carry
 	// the sender's stanza-id), then carbons and push.

@@ -25,6 +25,9 @@ type StanzaError struct {
 	Type      stanza.ErrorType
 	Condition stanza.Condition
 	Text      string
+	// App is an optional application-specific condition (RFC 6120 §8.3.2),
+	// for example XEP-0060's <precondition-not-met/>.
+	App *xmlel.Element
 }
 
 func (e *StanzaError) Error() string {
@@ -42,6 +45,9 @@ func (e *StanzaError) Element() *xmlel.Element {
 		t := xmlel.New(NSStanzas, "text")
 		t.Attr = append(t.Attr, xmlAttrLang("en"))
 		el.Add(t.AddText(e.Text))
+	}
+	if e.App != nil {
+		el.Add(e.App)
 	}
 	return el
 }
