@@ -20,9 +20,12 @@ type env struct {
 	addr string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, before ...func(*server.Server)) *env {
 	t.Helper()
 	e := &env{Env: modtest.New(t)}
+	for _, f := range before {
+		f(e.S)
+	}
 	e.m = Register(e.S)
 	ctx, cancel := context.WithCancel(context.Background())
 	addr, err := e.S.ListenC2S(ctx, "127.0.0.1:0", false)
@@ -267,4 +270,27 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// A sent carbon carries the sender's archive id (XEP-0313 §3.5) that the
+// archive's hook, registered before carbons, put on the message.
+func TestSentCarbonCarriesArchiveID(t *testing.T) {
+	e := newEnv(t, func(s *server.Server) {
+		s.OnMessageOut(func(ctx context.Context, m *server.Message) bool {
+			m.ArchiveID = "arch-1"
+			return false
+		})
+	})
+	hi := e.online("alice", "hi", 5, true)
+	lo := e.online("alice", "lo", 1, true)
+	bob := e.online("bob", "b", 0, false)
+	hi.Send("<message to='bob@example.org' type='chat'><body>sid</body></message>")
+	if m := bob.Expect(xmpptest.IsMessage("sid")); m.Child("urn:xmpp:sid:0", "stanza-id") != nil {
+		t.Fatalf("the recipient got the sender's archive id: %s", m)
+	}
+	f := forwarded(lo.Expect(carbon("sent", "sid")), "sent")
+	sid := f.Child("urn:xmpp:sid:0", "stanza-id")
+	if sid == nil || sid.Get("id") != "arch-1" || sid.Get("by") != "alice@example.org" {
+		t.Fatalf("sent carbon: %s", f)
+	}
 }
