@@ -117,6 +117,8 @@ CREATE TABLE settings (
 	schemaBlocking,
 	// 6: XEP-0357 push registrations (push.go).
 	schemaPush,
+	// 7: XEP-0484 FAST tokens (fast.go).
+	schemaFAST,
 }
 
 // migrate creates schema_migrations if needed and applies every migration

@@ -12,8 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/hearthxmpp/hearth/appliance/account"
 	"github.com/hearthxmpp/hearth/appliance/store"
-	"github.com/hearthxmpp/hearth/appliance/xmpp/auth"
 	"mellium.im/xmpp/jid"
 )
 
@@ -85,19 +85,10 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "hearth: %v\n", err)
 			return 1
 		}
-		creds, err := auth.DeriveCredentials(pw, auth.DefaultIterations)
-		if err != nil {
-			fmt.Fprintf(stderr, "hearth: %v\n", err)
-			return 1
-		}
-		keys := make([]store.ScramKey, len(creds))
-		for i, c := range creds {
-			keys[i] = store.ScramKey{Hash: c.Hash, Salt: c.Salt, Iterations: c.Iterations, StoredKey: c.StoredKey, ServerKey: c.ServerKey}
-		}
 		if sub == "add" {
-			err = st.CreateAccount(ctx, user, keys)
+			err = account.Create(ctx, st, user, pw)
 		} else {
-			err = st.SetCredentials(ctx, user, keys)
+			err = account.SetPassword(ctx, st, user, pw)
 		}
 		switch {
 		case errors.Is(err, store.ErrExists):

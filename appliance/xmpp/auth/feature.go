@@ -8,6 +8,14 @@
 // XEP-0440. Only stored SCRAM keys (Credential) are needed; PLAIN is checked
 // against them.
 //
+// The exchanges themselves are independent of the SASL profile: an
+// Authenticator (one per connection) runs a mechanism over a Transport that
+// frames challenges and responses, and returns an Outcome. Feature frames
+// them as RFC 6120 §6.4 (the classic <auth/>); the server package frames
+// them as XEP-0388 SASL2 over the same Authenticator, which adds the
+// XEP-0484 hashed-token mechanisms HT-SHA-256-NONE/-UNIQ/-ENDP/-EXPR
+// (draft-schmaus-kitten-sasl-ht) when the caller supplies a TokenVerifier.
+//
 // Typical use, once per accepted TCP connection:
 //
 //	opts := auth.Options{Source: db, Domain: "example.org", Certificate: cert, ...}
@@ -28,28 +36,20 @@ package auth
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/xdg-go/scram"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
-	"mellium.im/xmpp/jid"
 )
 
 // XML namespaces.
@@ -83,13 +83,14 @@ var ErrUnexpectedElement = errors.New("auth: unexpected element during SASL nego
 
 // SASL failure conditions (RFC 6120 §6.5).
 const (
-	condAborted           = "aborted"
-	condIncorrectEncoding = "incorrect-encoding"
-	condInvalidAuthzID    = "invalid-authzid"
-	condInvalidMechanism  = "invalid-mechanism"
-	condMalformedRequest  = "malformed-request"
-	condNotAuthorized     = "not-authorized"
-	condTemporaryFailure  = "temporary-auth-failure"
+	condAborted            = "aborted"
+	condCredentialsExpired = "credentials-expired"
+	condIncorrectEncoding  = "incorrect-encoding"
+	condInvalidAuthzID     = "invalid-authzid"
+	condInvalidMechanism   = "invalid-mechanism"
+	condMalformedRequest   = "malformed-request"
+	condNotAuthorized      = "not-authorized"
+	condTemporaryFailure   = "temporary-auth-failure"
 )
 
 // Options configures the SASL feature for one incoming c2s connection.
@@ -124,9 +125,11 @@ type Options struct {
 	// RemoteIP is the client's address, used for throttling and logging.
 	RemoteIP netip.Addr
 
-	// OnSuccess, if set, is called once after successful authentication with
-	// the normalised localpart (PRECIS UsernameCaseMapped) of the user,
-	// before the stream is restarted.
+	// OnSuccess, if set, is called by the classic feature (Feature) once
+	// after successful authentication with the normalised localpart (PRECIS
+	// UsernameCaseMapped) of the user, before the stream is restarted.
+	// Authenticator.Authenticate does not call it: other profiles (SASL2)
+	// act on the returned Outcome.
 	OnSuccess func(username string)
 
 	// Logger receives one record per failure (user and address, never
@@ -171,13 +174,6 @@ var fakeSecret = func() []byte {
 	return b
 }()
 
-type feature struct {
-	opts     Options
-	domain   string // normalised domainpart
-	endpoint []byte // tls-server-end-point binding data, nil if unavailable
-	log      *slog.Logger
-}
-
 // Feature returns the SASL stream feature (RFC 6120 §6) for one incoming c2s
 // connection. It is advertised only on a secure stream that is not yet
 // authenticated (Necessary: xmpp.Secure, Prohibited: xmpp.Authn), is marked
@@ -193,96 +189,30 @@ type feature struct {
 // ErrUnexpectedElement for non-SASL elements, or I/O errors.
 //
 // Feature panics if opts.Source is nil or opts.Domain is not a valid
-// domainpart.
+// domainpart. It is NewAuthenticator(opts).Feature().
 func Feature(opts Options) xmpp.StreamFeature {
-	if opts.Source == nil {
-		panic("auth: Options.Source is nil")
-	}
-	d, err := jid.New("", opts.Domain, "")
-	if err != nil || opts.Domain == "" {
-		panic(fmt.Sprintf("auth: invalid Options.Domain %q", opts.Domain))
-	}
-	f := &feature{opts: opts, domain: d.Domainpart(), log: opts.Logger}
-	if f.log == nil {
-		f.log = slog.Default()
-	}
-	if opts.Certificate != nil {
-		f.endpoint = serverEndPoint(opts.Certificate)
-	}
+	return NewAuthenticator(opts).Feature()
+}
+
+// Feature returns the classic SASL stream feature (RFC 6120 §6) running its
+// exchanges through a; see the package-level Feature for its behaviour. The
+// XEP-0388 feature of the server package uses the same Authenticator, so both
+// offer the same mechanisms and share the throttle.
+func (a *Authenticator) Feature() xmpp.StreamFeature {
 	return xmpp.StreamFeature{
 		Name:       xml.Name{Space: NSSASL, Local: "mechanisms"},
 		Necessary:  xmpp.Secure,
 		Prohibited: xmpp.Authn,
-		List:       f.list,
+		List:       a.list,
 		Parse:      parseMechanisms,
-		Negotiate:  f.negotiate,
+		Negotiate:  a.negotiate,
 	}
 }
 
-// serverEndPoint computes the tls-server-end-point channel binding data
-// (RFC 5929 §4.1) for our certificate, or nil if it is undefined.
-func serverEndPoint(cert *tls.Certificate) []byte {
-	leaf := cert.Leaf
-	if leaf == nil {
-		if len(cert.Certificate) == 0 {
-			return nil
-		}
-		var err error
-		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return nil
-		}
-	}
-	var h hash.Hash
-	switch leaf.SignatureAlgorithm {
-	case x509.MD5WithRSA, x509.SHA1WithRSA, x509.DSAWithSHA1, x509.ECDSAWithSHA1,
-		x509.SHA256WithRSA, x509.SHA256WithRSAPSS, x509.ECDSAWithSHA256:
-		h = sha256.New()
-	case x509.SHA384WithRSA, x509.SHA384WithRSAPSS, x509.ECDSAWithSHA384:
-		h = sha512.New384()
-	case x509.SHA512WithRSA, x509.SHA512WithRSAPSS, x509.ECDSAWithSHA512:
-		h = sha512.New()
-	default:
-		return nil
-	}
-	h.Write(leaf.Raw)
-	return h.Sum(nil)
-}
-
-// bindingTypes lists the channel-binding types usable on a connection, in
-// order of preference.
-func (f *feature) bindingTypes(cs tls.ConnectionState) []scram.ChannelBindingType {
-	if cs.Version == 0 || !cs.HandshakeComplete {
-		return nil
-	}
-	var types []scram.ChannelBindingType
-	if cs.Version >= tls.VersionTLS13 {
-		types = append(types, scram.ChannelBindingTLSExporter)
-	}
-	if f.endpoint != nil {
-		types = append(types, scram.ChannelBindingTLSServerEndpoint)
-	}
-	return types
-}
-
-func (f *feature) bindingData(cs tls.ConnectionState, typ scram.ChannelBindingType) (scram.ChannelBinding, error) {
-	switch typ {
-	case scram.ChannelBindingTLSExporter:
-		return scram.NewTLSExporterBinding(&cs)
-	case scram.ChannelBindingTLSServerEndpoint:
-		return scram.ChannelBinding{Type: typ, Data: f.endpoint}, nil
-	}
-	return scram.ChannelBinding{}, fmt.Errorf("auth: unsupported channel binding %q", typ)
-}
-
-func (f *feature) tlsState() tls.ConnectionState {
-	if f.opts.TLSState == nil {
-		return tls.ConnectionState{}
-	}
-	return f.opts.TLSState()
-}
-
-func (f *feature) list(ctx context.Context, e xmlstream.TokenWriter, start xml.StartElement) (bool, error) {
-	cbs := f.bindingTypes(f.tlsState())
+// list writes <mechanisms/> and, when channel binding is possible, the
+// XEP-0440 <sasl-channel-binding/> feature after it.
+func (a *Authenticator) list(ctx context.Context, e xmlstream.TokenWriter, start xml.StartElement) (bool, error) {
+	cbs := a.bindingTypes(a.tlsState())
 	if err := e.EncodeToken(start); err != nil {
 		return true, err
 	}
@@ -343,54 +273,109 @@ func parseMechanisms(_ context.Context, d *xml.Decoder, start *xml.StartElement)
 	return true, v.List, err
 }
 
-// conv is the state of one Negotiate call.
-type conv struct {
-	f       *feature
-	ctx     context.Context
-	d       *xml.Decoder
-	w       io.Writer
-	cs      tls.ConnectionState
-	cbTypes []scram.ChannelBindingType
+// sasl1 frames exchanges in the RFC 6120 §6.4 profile: <auth/>,
+// <challenge/>, <response/>, <abort/>, <success/>, <failure/> in NSSASL.
+type sasl1 struct {
+	d *xml.Decoder
+	w io.Writer
 }
 
-func (f *feature) negotiate(ctx context.Context, session *xmpp.Session, _ any) (xmpp.SessionState, io.ReadWriter, error) {
+func (a *Authenticator) negotiate(ctx context.Context, session *xmpp.Session, _ any) (xmpp.SessionState, io.ReadWriter, error) {
 	if session.State()&xmpp.Received == 0 {
 		return 0, nil, errors.New("auth: the SASL feature is server-side only")
 	}
 	r := session.TokenReader()
 	defer r.Close()
 	conn := session.Conn()
-	c := &conv{f: f, ctx: ctx, d: xml.NewTokenDecoder(r), w: conn}
-	if f.opts.TLSState != nil {
-		// Must agree with what list advertised.
-		c.cs = session.ConnectionState()
-		c.cbTypes = f.bindingTypes(c.cs)
-	}
+	t := &sasl1{d: xml.NewTokenDecoder(r), w: conn}
 	for failures := 0; ; {
 		if err := ctx.Err(); err != nil {
 			return 0, nil, err
 		}
-		start, err := nextStart(c.d)
+		start, err := nextStart(t.d)
 		if err != nil {
 			return 0, nil, err
 		}
-		user, failed, err := c.attempt(start)
+		out, err := t.attempt(ctx, a, start)
 		if err != nil {
 			return 0, nil, err
 		}
-		if !failed {
-			f.log.Info("sasl: authenticated", "user", user, "ip", f.opts.RemoteIP)
-			if f.opts.OnSuccess != nil {
-				f.opts.OnSuccess(user)
+		if out.Success() {
+			if a.opts.OnSuccess != nil {
+				a.opts.OnSuccess(out.User)
 			}
 			return xmpp.Authn, conn, nil
 		}
 		failures++
 		if failures >= MaxFailures {
-			f.log.Warn("sasl: too many failures, closing stream", "ip", f.opts.RemoteIP, "failures", failures)
+			a.log.Warn("sasl: too many failures, closing stream", "ip", a.opts.RemoteIP, "failures", failures)
 			return 0, nil, fmt.Errorf("%w (%d)", ErrTooManyFailures, failures)
 		}
 	}
+}
+
+// attempt runs one authentication exchange starting with start and writes
+// its <success/> or <failure/>.
+func (t *sasl1) attempt(ctx context.Context, a *Authenticator, start xml.StartElement) (Outcome, error) {
+	el, err := t.readElement(start)
+	if err != nil {
+		return Outcome{}, err
+	}
+	var out Outcome
+	switch start.Name.Local {
+	case "auth":
+		payload := strings.TrimSpace(el.Payload)
+		out, err = a.Authenticate(ctx, Request{
+			Mechanism:  el.Mechanism,
+			Initial:    payload,
+			HasInitial: payload != "", // RFC 6120 §6.4.2: "=" is an empty response
+			Transport:  t,
+		})
+		if err != nil {
+			return Outcome{}, err
+		}
+	case "abort":
+		out = a.Reject(ctx, Request{}, ErrAborted)
+	default:
+		out = a.Reject(ctx, Request{}, fmt.Errorf("%w: unexpected <%s/>", ErrMalformedRequest, start.Name.Local))
+	}
+	if out.Success() {
+		return out, t.send("success", out.AdditionalData)
+	}
+	_, err = fmt.Fprintf(t.w, "<failure xmlns='%s'><%s/></failure>", NSSASL, out.Condition)
+	return out, err
+}
+
+// Challenge implements Transport.
+func (t *sasl1) Challenge(data []byte) error { return t.send("challenge", data) }
+
+// Response implements Transport.
+func (t *sasl1) Response() ([]byte, error) {
+	start, err := nextStart(t.d)
+	if err != nil {
+		return nil, err
+	}
+	el, err := t.readElement(start)
+	if err != nil {
+		return nil, err
+	}
+	switch start.Name.Local {
+	case "abort":
+		return nil, ErrAborted
+	case "response":
+	default:
+		return nil, fmt.Errorf("%w: expected <response/>, got <%s/>", ErrMalformedRequest, start.Name.Local)
+	}
+	return DecodeBase64(el.Payload)
+}
+
+func (t *sasl1) send(local string, data []byte) error {
+	if len(data) == 0 {
+		_, err := fmt.Fprintf(t.w, "<%s xmlns='%s'/>", local, NSSASL)
+		return err
+	}
+	_, err := fmt.Fprintf(t.w, "<%s xmlns='%s'>%s</%s>", local, NSSASL, base64.StdEncoding.EncodeToString(data), local)
+	return err
 }
 
 // nextStart returns the next start element, skipping whitespace.
@@ -419,365 +404,13 @@ type saslElement struct {
 }
 
 // readElement decodes the element started by start.
-func (c *conv) readElement(start xml.StartElement) (saslElement, error) {
+func (t *sasl1) readElement(start xml.StartElement) (saslElement, error) {
 	var el saslElement
-	if err := c.d.DecodeElement(&el, &start); err != nil {
+	if err := t.d.DecodeElement(&el, &start); err != nil {
 		return el, err
 	}
 	if start.Name.Space != NSSASL {
 		return el, fmt.Errorf("%w: <%s xmlns=%q>", ErrUnexpectedElement, start.Name.Local, start.Name.Space)
 	}
 	return el, nil
-}
-
-// decodePayload decodes the base64 content of a SASL element (RFC 6120
-// §6.4.2); "=" and "" both mean an empty payload.
-func decodePayload(s string) ([]byte, bool) {
-	s = strings.TrimSpace(s)
-	if s == "" || s == "=" {
-		return []byte{}, true
-	}
-	b, err := base64.StdEncoding.Strict().DecodeString(s)
-	if err != nil || len(b) > maxPayload {
-		return nil, false
-	}
-	return b, true
-}
-
-// failure describes a failed attempt.
-type failure struct {
-	cond   string
-	user   string // normalised username if known
-	mech   string
-	reason string // for the log only
-	record bool   // count in the Throttle
-}
-
-// fail sends <failure/> and logs it.
-func (c *conv) fail(fl failure) (string, bool, error) {
-	level := slog.LevelInfo
-	if fl.cond == condTemporaryFailure {
-		level = slog.LevelWarn
-	}
-	c.f.log.Log(c.ctx, level, "sasl: authentication failed",
-		"condition", fl.cond, "mechanism", fl.mech, "user", fl.user,
-		"ip", c.f.opts.RemoteIP, "reason", fl.reason)
-	if fl.record {
-		c.f.opts.Throttle.RecordFailure(c.f.opts.RemoteIP, fl.user)
-	}
-	_, err := fmt.Fprintf(c.w, "<failure xmlns='%s'><%s/></failure>", NSSASL, fl.cond)
-	return "", true, err
-}
-
-func (c *conv) send(local string, data []byte) error {
-	if len(data) == 0 {
-		_, err := fmt.Fprintf(c.w, "<%s xmlns='%s'/>", local, NSSASL)
-		return err
-	}
-	_, err := fmt.Fprintf(c.w, "<%s xmlns='%s'>%s</%s>", local, NSSASL, base64.StdEncoding.EncodeToString(data), local)
-	return err
-}
-
-// readResponse reads the client's next <response/>. If the client aborts or
-// sends something invalid, it returns the failure to send.
-func (c *conv) readResponse(mech, user string) ([]byte, *failure, error) {
-	start, err := nextStart(c.d)
-	if err != nil {
-		return nil, nil, err
-	}
-	el, err := c.readElement(start)
-	if err != nil {
-		return nil, nil, err
-	}
-	switch start.Name.Local {
-	case "abort":
-		return nil, &failure{cond: condAborted, mech: mech, user: user, reason: "client aborted"}, nil
-	case "response":
-	default:
-		return nil, &failure{cond: condMalformedRequest, mech: mech, user: user, reason: "expected <response/>, got <" + start.Name.Local + "/>", record: true}, nil
-	}
-	data, ok := decodePayload(el.Payload)
-	if !ok {
-		return nil, &failure{cond: condIncorrectEncoding, mech: mech, user: user, reason: "bad base64", record: true}, nil
-	}
-	return data, nil, nil
-}
-
-// attempt runs one authentication exchange starting with start. It returns
-// failed=false and the username after sending <success/>; failed=true after
-// sending <failure/>; or an error if the stream cannot continue.
-func (c *conv) attempt(start xml.StartElement) (user string, failed bool, err error) {
-	el, err := c.readElement(start)
-	if err != nil {
-		return "", false, err
-	}
-	switch start.Name.Local {
-	case "auth":
-	case "abort":
-		return c.fail(failure{cond: condAborted, reason: "client aborted"})
-	default:
-		return c.fail(failure{cond: condMalformedRequest, reason: "unexpected <" + start.Name.Local + "/>", record: true})
-	}
-	idx := slices.IndexFunc(mechanisms, func(m mechanism) bool { return m.name == el.Mechanism })
-	if idx < 0 || (mechanisms[idx].plus && len(c.cbTypes) == 0) {
-		return c.fail(failure{cond: condInvalidMechanism, mech: el.Mechanism, reason: "mechanism not offered", record: true})
-	}
-	m := mechanisms[idx]
-	if !c.f.opts.Throttle.Allow(c.f.opts.RemoteIP, "") {
-		return c.fail(failure{cond: condTemporaryFailure, mech: m.name, reason: "address throttled"})
-	}
-	initial, ok := decodePayload(el.Payload)
-	if !ok {
-		return c.fail(failure{cond: condIncorrectEncoding, mech: m.name, reason: "bad base64", record: true})
-	}
-	if strings.TrimSpace(el.Payload) == "" {
-		// No initial response: send an empty challenge (RFC 6120 §6.4.2).
-		if err := c.send("challenge", nil); err != nil {
-			return "", false, err
-		}
-		var fl *failure
-		initial, fl, err = c.readResponse(m.name, "")
-		if err != nil {
-			return "", false, err
-		}
-		if fl != nil {
-			return c.fail(*fl)
-		}
-	}
-	if m.hash == "" {
-		return c.plain(initial)
-	}
-	return c.scram(m, initial)
-}
-
-// normaliseUsername applies the JID localpart rules (PRECIS
-// UsernameCaseMapped, RFC 8265 §3.3, plus RFC 7622 §3.3.1 exclusions).
-func (c *conv) normaliseUsername(raw string) (string, bool) {
-	if raw == "" || !utf8.ValidString(raw) {
-		return "", false
-	}
-	j, err := jid.New(raw, c.f.domain, "")
-	if err != nil || j.Localpart() == "" {
-		return "", false
-	}
-	return j.Localpart(), true
-}
-
-// authzOK checks an authorization identity (RFC 6120 §6.3.8): it must be
-// empty or the bare JID of the authenticated user.
-func (c *conv) authzOK(authzid, user string) bool {
-	if authzid == "" {
-		return true
-	}
-	j, err := jid.Parse(authzid)
-	if err != nil {
-		return false
-	}
-	want, err := jid.New(user, c.f.domain, "")
-	return err == nil && j.Equal(want)
-}
-
-// credential looks up user's credential for hash. For unknown or invalid
-// users it returns a fake credential (fake=true) so the exchange proceeds
-// and fails like a wrong password.
-func (c *conv) credential(user, hashName string) (cred Credential, fake bool, err error) {
-	if user != "" {
-		cred, err = c.f.opts.Source.Credential(c.ctx, user, hashName)
-		switch {
-		case err == nil:
-			if verr := cred.validate(); verr != nil {
-				return Credential{}, false, verr
-			}
-			if cred.Hash != hashName {
-				return Credential{}, false, fmt.Errorf("auth: asked for %s credential, got %s", hashName, cred.Hash)
-			}
-			return cred, false, nil
-		case !errors.Is(err, ErrUnknownUser):
-			return Credential{}, false, err
-		}
-	}
-	return fakeCredential(user, hashName), true, nil
-}
-
-// fakeCredential returns a credential nobody can authenticate against, with
-// a salt that is stable for (user, hash) during the life of the process and
-// DefaultIterations, so an unknown user looks like a known one.
-func fakeCredential(user, hashName string) Credential {
-	mac := hmac.New(sha256.New, fakeSecret)
-	mac.Write([]byte(hashName))
-	mac.Write([]byte{0})
-	mac.Write([]byte(user))
-	salt := mac.Sum(nil)[:saltSize]
-	_, size, _ := hashInfo(hashName)
-	keys := make([]byte, 2*size)
-	_, _ = rand.Read(keys)
-	return Credential{Hash: hashName, Salt: salt, Iterations: DefaultIterations, StoredKey: keys[:size], ServerKey: keys[size:]}
-}
-
-// plain handles SASL PLAIN (RFC 4616): authzid NUL authcid NUL passwd.
-func (c *conv) plain(msg []byte) (string, bool, error) {
-	const mech = "PLAIN"
-	parts := strings.Split(string(msg), "\x00")
-	if len(parts) != 3 || parts[1] == "" || parts[2] == "" || !utf8.Valid(msg) {
-		return c.fail(failure{cond: condMalformedRequest, mech: mech, reason: "malformed PLAIN message", record: true})
-	}
-	authzid, authcid, password := parts[0], parts[1], parts[2]
-	user, valid := c.normaliseUsername(authcid)
-	if valid && !c.f.opts.Throttle.Allow(netip.Addr{}, user) {
-		return c.fail(failure{cond: condTemporaryFailure, mech: mech, user: user, reason: "account throttled"})
-	}
-	if valid && !c.authzOK(authzid, user) {
-		return c.fail(failure{cond: condInvalidAuthzID, mech: mech, user: user, reason: "authzid not permitted", record: true})
-	}
-	var cred Credential
-	fake := true
-	if valid {
-		// Prefer the SHA-256 key, fall back to the others if it is absent.
-		for _, h := range []string{HashSHA256, HashSHA512, HashSHA1} {
-			cr, fk, err := c.credential(user, h)
-			if err != nil {
-				return c.fail(failure{cond: condTemporaryFailure, mech: mech, user: user, reason: "credential lookup: " + err.Error()})
-			}
-			if !fk {
-				cred, fake = cr, false
-				break
-			}
-		}
-	}
-	if fake {
-		cred = fakeCredential(authcid, HashSHA256)
-	}
-	// Always run the PBKDF2 check, also for unknown users, so both cases
-	// take about the same time.
-	ok := VerifyPassword(cred, password)
-	if !ok || fake || !valid {
-		reason := "wrong password"
-		if fake {
-			reason = "unknown user"
-		}
-		return c.fail(failure{cond: condNotAuthorized, mech: mech, user: user, reason: reason, record: true})
-	}
-	if err := c.send("success", nil); err != nil {
-		return "", false, err
-	}
-	return user, false, nil
-}
-
-var errThrottled = errors.New("auth: account throttled")
-
-// scram handles the SCRAM family (RFC 5802, RFC 7677) including -PLUS.
-func (c *conv) scram(m mechanism, msg []byte) (string, bool, error) {
-	// Check the GS2 header ourselves: the library accepts only one channel
-	// binding per conversation, and we may offer two.
-	flag, _, found := strings.Cut(string(msg), ",")
-	if !found {
-		return c.fail(failure{cond: condMalformedRequest, mech: m.name, reason: "no GS2 header", record: true})
-	}
-	var cb scram.ChannelBinding
-	switch {
-	case flag == "n" || flag == "y":
-		if m.plus {
-			return c.fail(failure{cond: condMalformedRequest, mech: m.name, reason: "-PLUS mechanism without channel binding", record: true})
-		}
-		if flag == "y" && len(c.cbTypes) > 0 {
-			// RFC 5802 §6: the client thinks we do not support channel
-			// binding, but we advertised it: possible downgrade attack.
-			return c.fail(failure{cond: condNotAuthorized, mech: m.name, reason: "channel binding downgrade (gs2 flag y)", record: true})
-		}
-	case strings.HasPrefix(flag, "p="):
-		typ := scram.ChannelBindingType(flag[2:])
-		if !m.plus {
-			return c.fail(failure{cond: condMalformedRequest, mech: m.name, reason: "channel binding with non-PLUS mechanism", record: true})
-		}
-		if !slices.Contains(c.cbTypes, typ) {
-			return c.fail(failure{cond: condNotAuthorized, mech: m.name, reason: "unsupported channel binding type " + string(typ), record: false}) // a client limitation, not a password guess: not throttled
-		}
-		var err error
-		if cb, err = c.f.bindingData(c.cs, typ); err != nil || !cb.IsSupported() {
-			return c.fail(failure{cond: condTemporaryFailure, mech: m.name, reason: fmt.Sprintf("channel binding data: %v", err)})
-		}
-	default:
-		return c.fail(failure{cond: condMalformedRequest, mech: m.name, reason: "bad GS2 flag", record: true})
-	}
-
-	var (
-		user      string
-		valid     bool
-		fake      bool
-		lookupErr error
-	)
-	srv, err := scramHash(m.hash).NewServer(func(raw string) (scram.StoredCredentials, error) {
-		user, valid = c.normaliseUsername(raw)
-		if valid && !c.f.opts.Throttle.Allow(netip.Addr{}, user) {
-			lookupErr = errThrottled
-			return scram.StoredCredentials{}, lookupErr
-		}
-		var cred Credential
-		if valid {
-			cred, fake, lookupErr = c.credential(user, m.hash)
-		} else {
-			cred, fake = fakeCredential(raw, m.hash), true
-		}
-		if lookupErr != nil {
-			return scram.StoredCredentials{}, lookupErr
-		}
-		return scram.StoredCredentials{
-			KeyFactors: scram.KeyFactors{Salt: string(cred.Salt), Iters: cred.Iterations},
-			StoredKey:  cred.StoredKey,
-			ServerKey:  cred.ServerKey,
-		}, nil
-	})
-	if err != nil {
-		return "", false, err
-	}
-	var sc *scram.ServerConversation
-	if m.plus {
-		sc = srv.NewConversationWithChannelBindingRequired(cb)
-	} else {
-		sc = srv.NewConversation()
-	}
-	serverFirst, err := sc.Step(string(msg))
-	switch {
-	case errors.Is(lookupErr, errThrottled):
-		return c.fail(failure{cond: condTemporaryFailure, mech: m.name, user: user, reason: "account throttled"})
-	case lookupErr != nil:
-		return c.fail(failure{cond: condTemporaryFailure, mech: m.name, user: user, reason: "credential lookup: " + lookupErr.Error()})
-	case err != nil:
-		return c.fail(failure{cond: condMalformedRequest, mech: m.name, user: user, reason: "client-first-message: " + err.Error(), record: true})
-	}
-	if valid && !c.authzOK(sc.AuthzID(), user) {
-		return c.fail(failure{cond: condInvalidAuthzID, mech: m.name, user: user, reason: "authzid not permitted", record: true})
-	}
-	if err := c.send("challenge", []byte(serverFirst)); err != nil {
-		return "", false, err
-	}
-	resp, fl, err := c.readResponse(m.name, user)
-	if err != nil {
-		return "", false, err
-	}
-	if fl != nil {
-		return c.fail(*fl)
-	}
-	serverFinal, err := sc.Step(string(resp))
-	switch {
-	case err != nil && serverFinal == "":
-		// Syntax error; checked before the proof, so it does not depend on
-		// whether the user exists.
-		return c.fail(failure{cond: condMalformedRequest, mech: m.name, user: user, reason: "client-final-message: " + err.Error(), record: true})
-	case err != nil || !sc.Valid() || fake || !valid:
-		reason := "wrong password"
-		switch {
-		case serverFinal == scram.ErrChannelBindingsDontMatch:
-			reason = "channel binding mismatch"
-		case fake:
-			reason = "unknown user"
-		case serverFinal != scram.ErrInvalidProof && err != nil:
-			reason = err.Error()
-		}
-		return c.fail(failure{cond: condNotAuthorized, mech: m.name, user: user, reason: reason, record: true})
-	}
-	if err := c.send("success", []byte(serverFinal)); err != nil {
-		return "", false, err
-	}
-	return user, false, nil
 }

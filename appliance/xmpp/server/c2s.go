@@ -116,18 +116,22 @@ func (cc *c2sConn) streamConfig(xs *xmpp.Session, _ *xmpp.StreamConfig) xmpp.Str
 	if state&xmpp.Secure != 0 {
 		cb = cc.srv.cert
 	}
+	// One Authenticator serves the classic SASL feature and SASL2
+	// (XEP-0388), so both offer the same mechanisms and channel bindings.
+	sasl := auth.NewAuthenticator(auth.Options{
+		Source:      credentialSource{cc.srv.store},
+		Domain:      cc.srv.domain.String(),
+		Certificate: cb,
+		TLSState:    xs.ConnectionState,
+		Throttle:    cc.srv.throttle,
+		RemoteIP:    cc.sess.ip,
+		OnSuccess:   func(u string) { cc.username = u },
+		Logger:      cc.sess.log,
+	})
 	features := []xmpp.StreamFeature{
 		cc.restarting(cc.startTLS()),
-		cc.restarting(auth.Feature(auth.Options{
-			Source:      credentialSource{cc.srv.store},
-			Domain:      cc.srv.domain.String(),
-			Certificate: cb,
-			TLSState:    xs.ConnectionState,
-			Throttle:    cc.srv.throttle,
-			RemoteIP:    cc.sess.ip,
-			OnSuccess:   func(u string) { cc.username = u },
-			Logger:      cc.sess.log,
-		})),
+		cc.restarting(sasl.Feature()),
+		cc.sasl2Feature(sasl),
 		xmpp.BindCustom(cc.bind),
 		cc.smFeature(),
 		infoFeature(xml.Name{Space: NSCSI, Local: "csi"}),

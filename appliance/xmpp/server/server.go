@@ -64,6 +64,7 @@ type Server struct {
 	disco   discoRegistry
 	streamF []xmpp.StreamFeature // extra informational stream features
 	hooks   hooks
+	bind2   bind2Registry // XEP-0386 inline features of modules
 
 	smMu    sync.Mutex
 	smIndex map[string]*Session // resumable sessions by XEP-0198 id

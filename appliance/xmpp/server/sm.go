@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -63,31 +64,9 @@ func (s *Server) handleSM(sess *Session, el *xmlel.Element) *streamError {
 	switch el.Name.Local {
 	case "enable":
 		resume := el.Get("resume") == "true" || el.Get("resume") == "1"
-		sess.outMu.Lock()
-		if sess.sm != nil {
-			sess.outMu.Unlock()
-			sess.sendNonza(smFailed("unexpected-request", "stream management is already enabled"))
-			return nil
+		if reply, ok := s.enableSM(sess, resume, true); !ok {
+			sess.sendNonza(reply)
 		}
-		sm := &smState{}
-		enabled := xmlel.New(NSSM, "enabled")
-		if resume {
-			sm.id = randomID(16)
-			enabled.Set("id", sm.id).Set("resume", "true").Set("max", strconv.Itoa(int(s.limits.ResumeTimeout/time.Second)))
-		}
-		sess.sm = sm
-		// Counting starts after <enabled/>, so it is queued under the same lock
-		// as the state change.
-		if sess.conn != nil {
-			sess.enqueueLocked(enabled.Bytes(NSClient))
-		}
-		sess.outMu.Unlock()
-		if resume {
-			s.smMu.Lock()
-			s.smIndex[sm.id] = sess
-			s.smMu.Unlock()
-		}
-		sess.log.Debug("stream management enabled", "resume", resume)
 	case "r":
 		sess.outMu.Lock()
 		var h uint32
@@ -123,6 +102,39 @@ func (s *Server) handleSM(sess *Session, el *xmlel.Element) *streamError {
 		return newStreamError(stream.UnsupportedStanzaType, "unknown stream management element <"+el.Name.Local+"/>")
 	}
 	return nil
+}
+
+// enableSM turns stream management on for sess (XEP-0198 §3), with a
+// resumption id if resume is set, and returns the <enabled/> element, or
+// <failed/> and false when it was already on. Counting starts right after
+// <enabled/>: with queue set and a live connection the element is queued
+// under the same lock as the state change (the classic <enable/>); without,
+// the caller delivers it before anything queued for the session is written
+// (XEP-0386 Bind 2 puts it in <bound/>, before the writer starts).
+func (s *Server) enableSM(sess *Session, resume, queue bool) (*xmlel.Element, bool) {
+	sess.outMu.Lock()
+	if sess.sm != nil {
+		sess.outMu.Unlock()
+		return smFailed("unexpected-request", "stream management is already enabled"), false
+	}
+	sm := &smState{}
+	enabled := xmlel.New(NSSM, "enabled")
+	if resume {
+		sm.id = randomID(16)
+		enabled.Set("id", sm.id).Set("resume", "true").Set("max", strconv.Itoa(int(s.limits.ResumeTimeout/time.Second)))
+	}
+	sess.sm = sm
+	if queue && sess.conn != nil {
+		sess.enqueueLocked(enabled.Bytes(NSClient))
+	}
+	sess.outMu.Unlock()
+	if resume {
+		s.smMu.Lock()
+		s.smIndex[sm.id] = sess
+		s.smMu.Unlock()
+	}
+	sess.log.Debug("stream management enabled", "resume", resume)
+	return enabled, true
 }
 
 // handledCountTooHigh is the stream error of XEP-0198 §4 for an 'h' that
@@ -282,7 +294,7 @@ func (cc *c2sConn) smFeature() xmpp.StreamFeature {
 				return 0, nil, err
 			}
 			if el.Name.Local != "resume" {
-				io.WriteString(xs.Conn(), string(smFailed("unexpected-request", "bind a resource first").Bytes(NSClient)))
+				xs.Conn().Write(smFailed("unexpected-request", "bind a resource first").Bytes(NSClient))
 				return 0, nil, errors.New("stream management element before resource binding")
 			}
 			if cc.resume(xs, el) {
@@ -319,24 +331,66 @@ func nextElement(r xml.TokenReader) (*xmlel.Element, error) {
 }
 
 // resume moves a hibernated (or not yet noticed dead) session onto this
-// connection (XEP-0198 §5) and reports whether it did; on failure it has
-// written <failed/>.
+// connection (XEP-0198 §5) and reports whether it did; it has written
+// <resumed/>, or <failed/> or a stream error on failure.
 func (cc *c2sConn) resume(xs *xmpp.Session, el *xmlel.Element) bool {
+	conn := xs.Conn()
+	reply, se := cc.takeOver(conn, el)
+	switch {
+	case se != nil:
+		conn.Write(se.bytes())
+		return false
+	case reply.Name.Local != "resumed":
+		conn.Write(reply.Bytes(NSClient))
+		return false
+	}
+	if _, err := conn.Write(reply.Bytes(NSClient)); err != nil {
+		cc.abandonTakeOver()
+		return false
+	}
+	cc.resumed.log.Info("session resumed", "ip", cc.sess.ip.String())
+	return true
+}
+
+// abandonTakeOver handles a connection that failed right after takeOver,
+// before its reader started: the session hibernates again, as if this
+// connection had been lost, or ends if it cannot.
+func (cc *c2sConn) abandonTakeOver() {
+	old := cc.resumed
+	cc.resumed = nil
+	old.outMu.Lock()
+	old.writing = false
+	gen := old.gen
+	old.outMu.Unlock()
+	if !cc.srv.hibernate(old, gen) {
+		old.outMu.Lock()
+		old.conn = nil
+		old.outMu.Unlock()
+		cc.srv.endSession(context.Background(), old)
+	}
+}
+
+// takeOver moves the session that <resume/> el names onto conn (XEP-0198
+// §5) and returns the <resumed/> element to send before anything else;
+// cc.resumed is then set and the session's unacknowledged stanzas wait in
+// its queue until startWriting. On failure it returns <failed/> (the old
+// session is untouched), or a stream error when 'h' acknowledges more than
+// was sent. The classic <resume/> writes the reply itself; XEP-0388 SASL2
+// puts it in <success/>.
+func (cc *c2sConn) takeOver(conn net.Conn, el *xmlel.Element) (*xmlel.Element, *streamError) {
 	s := cc.srv
 	previd := el.Get("previd")
 	h, err := strconv.ParseUint(el.Get("h"), 10, 32)
 	s.smMu.Lock()
 	old := s.smIndex[previd]
 	s.smMu.Unlock()
-	fail := func(text string) bool {
-		io.WriteString(xs.Conn(), string(smFailed("item-not-found", text).Bytes(NSClient)))
+	fail := func(text string) (*xmlel.Element, *streamError) {
 		cc.sess.log.Info("stream resumption failed", "reason", text)
-		return false
+		return smFailed("item-not-found", text), nil
 	}
 	if err != nil || old == nil || old.username != cc.username {
 		return fail("unknown or expired session")
 	}
-	conn := xs.Conn()
 	old.outMu.Lock()
 	if old.closing || old.closed || old.sm == nil {
 		old.outMu.Unlock()
@@ -345,8 +399,7 @@ func (cc *c2sConn) resume(xs *xmpp.Session, el *xmlel.Element) bool {
 	if !old.sm.ack(uint32(h)) {
 		sent := old.sm.outH
 		old.outMu.Unlock()
-		conn.Write(handledCountTooHigh(uint32(h), sent).bytes())
-		return false
+		return nil, handledCountTooHigh(uint32(h), sent)
 	}
 	prev := old.conn
 	old.gen++
@@ -374,13 +427,9 @@ func (cc *c2sConn) resume(xs *xmpp.Session, el *xmlel.Element) bool {
 	s.router.mu.Lock()
 	old.hibernated = false
 	s.router.mu.Unlock()
-	resumed := xmlel.New(NSSM, "resumed", "h", strconv.FormatUint(uint64(inH), 10), "previd", previd)
-	if _, err := conn.Write(resumed.Bytes(NSClient)); err != nil {
-		return false
-	}
 	cc.resumed = old
-	old.log.Info("session resumed", "resent", resent, "ip", cc.sess.ip.String())
-	return true
+	old.log.Debug("session taken over", "resent", resent)
+	return xmlel.New(NSSM, "resumed", "h", strconv.FormatUint(uint64(inH), 10), "previd", previd), nil
 }
 
 // bindFallback performs resource binding (RFC 6120 §7) for a client whose

@@ -117,6 +117,13 @@ func Register(s *server.Server) *Module {
 	s.OnMessageOut(m.sent)
 	s.OnMessageIn(m.stripPrivate)
 	s.OnMessageDelivered(m.received)
+	// XEP-0386 §3.2: <enable xmlns='urn:xmpp:carbons:2'/> inside Bind 2.
+	s.HandleBind2Inline(NS, func(sess *server.Session, _ *xmlel.Element) *xmlel.Element {
+		m.mu.Lock()
+		m.enabled[sess] = struct{}{}
+		m.mu.Unlock()
+		return nil
+	})
 	s.OnSessionClosed(func(_ context.Context, sess *server.Session) {
 		m.mu.Lock()
 		delete(m.enabled, sess)

@@ -9,9 +9,9 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"github.com/hearthxmpp/hearth/appliance/account"
 	"strings"
 
-	"github.com/hearthxmpp/hearth/appliance/store"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/auth"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/internal/modutil"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
@@ -91,18 +91,11 @@ func (h *handler) change(ctx context.Context, iq *server.IQ) (*xmlel.Element, er
 	case len(password) > MaxPasswordBytes:
 		return nil, server.Errorf(server.ErrNotAcceptable, "the password is too long")
 	}
-	creds, err := auth.DeriveCredentials(password, auth.DefaultIterations)
+	err := account.SetPassword(ctx, h.s.Store(), user, password)
 	if errors.Is(err, auth.ErrInvalidPassword) {
 		return nil, server.Errorf(server.ErrNotAcceptable, "the password contains characters that are not allowed")
 	}
 	if err != nil {
-		return nil, err
-	}
-	keys := make([]store.ScramKey, len(creds))
-	for i, c := range creds {
-		keys[i] = store.ScramKey{Hash: c.Hash, Salt: c.Salt, Iterations: c.Iterations, StoredKey: c.StoredKey, ServerKey: c.ServerKey}
-	}
-	if err := h.s.Store().SetCredentials(ctx, user, keys); err != nil {
 		return nil, err
 	}
 	h.s.Logger().Info("password changed", "user", user)
