@@ -313,19 +313,35 @@ func (s *Server) readLoop(sess *Session, xs *xmpp.Session, lc *limitConn, gen in
 			se = newStreamError(stream.RestrictedXML, "comments, processing instructions and DTDs are not allowed")
 		}
 	}
+	s.finishConnection(ctx, sess, xs.Conn(), gen, lost, se)
+}
+
+// finishConnection decides what follows the end of one of sess's
+// connections, atomically with respect to a resumption (which checks
+// 'closing' under the same lock): nothing if the session already moved to
+// another connection, hibernation if the connection was lost and stream
+// management allows it (XEP-0198 §5), otherwise the end of the session, after
+// the writer has flushed what is queued, then se or the closing tag.
+func (s *Server) finishConnection(ctx context.Context, sess *Session, conn net.Conn, gen int, lost bool, se *streamError) {
+	shuttingDown := s.isClosing()
 	sess.outMu.Lock()
-	takenOver := sess.gen != gen
-	sess.outMu.Unlock()
-	if takenOver {
+	if sess.gen != gen {
+		sess.outMu.Unlock()
 		return // resumed on another connection
 	}
-	if lost && s.hibernate(sess, gen) {
-		xs.Conn().Close()
+	if lost && !shuttingDown && s.hibernateLocked(sess) {
+		unacked := len(sess.sm.unacked)
+		sess.outMu.Unlock()
+		conn.Close()
+		s.router.mu.Lock()
+		sess.hibernated = true
+		s.router.mu.Unlock()
+		sess.log.Info("connection lost, session hibernated", "unacked", unacked, "timeout", s.limits.ResumeTimeout)
 		return
 	}
-	// The writer flushes what is queued, then the error or closing tag, then
-	// closes the connection (bounded by the deadline Terminate set).
-	sess.Terminate(se)
+	after := sess.terminateLocked(se)
+	sess.outMu.Unlock()
+	after()
 	s.endSession(ctx, sess)
 }
 

@@ -177,17 +177,19 @@ func TestSlowReaderQueueBound(t *testing.T) {
 	e.addUser("bob", "pw-bob")
 	a := e.online("alice", "a")
 	b := e.online("bob", "b")
-	// Stop bob's TCP reads by not reading: his client keeps the connection
-	// but we flood him with more than the socket buffers plus the queue hold.
+	// Bob's client stops reading: the flood exceeds the socket buffers plus
+	// the queue bound.
+	b.PauseReading()
 	body := strings.Repeat("x", 8<<10)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := 0; i < 2000; i++ {
+		for i := 0; i < 8000; i++ {
 			if len(e.srv.Sessions("bob")) == 0 {
 				return
 			}
-			a.Send("<message to='%s' type='chat'><body>%s</body></message>", b.JID, body)
+			// Headlines: once bob is gone they are dropped, not bounced back.
+			a.Send("<message to='%s' type='headline'><body>%s</body></message>", b.JID, body)
 		}
 	}()
 	<-done

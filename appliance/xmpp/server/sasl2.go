@@ -403,7 +403,7 @@ func (cc *c2sConn) sasl2Success(ctx context.Context, xs *xmpp.Session, a *auth.A
 	if _, err := conn.Write(buf); err != nil {
 		switch {
 		case cc.resumed != nil:
-			cc.abandonTakeOver()
+			cc.abandonTakeOver(conn)
 		case bound != nil:
 			cc.srv.endSession(context.Background(), cc.sess)
 		}

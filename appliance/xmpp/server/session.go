@@ -220,21 +220,25 @@ func (s *Session) writeLoop() {
 // only the closing tag. Safe to call more than once and from any goroutine.
 func (s *Session) Terminate(se *streamError) {
 	s.outMu.Lock()
+	after := s.terminateLocked(se)
+	s.outMu.Unlock()
+	after()
+}
+
+// terminateLocked marks the session ending and queues se; outMu is held.
+// It returns what must run once outMu is released.
+func (s *Session) terminateLocked(se *streamError) func() {
 	if s.closing || s.closed {
-		s.outMu.Unlock()
-		return
+		return func() {}
 	}
 	s.closing = true
-	lc := s.lc
 	if s.conn == nil {
-		hibernated := s.sm != nil && s.sm.timer != nil
-		s.outMu.Unlock()
-		if hibernated {
-			// No connection to write to: end the session now.
-			s.srv.endHibernated(s)
+		if s.sm != nil && s.sm.timer != nil {
+			// Hibernated: no connection to write to; end the session now.
+			return func() { s.srv.endHibernated(s) }
 		}
 		// Otherwise the stream is still negotiating; startWriting closes it.
-		return
+		return func() {}
 	}
 	if se != nil && se.cond.Err != "" {
 		s.log.Info("ending stream", "condition", se.cond.Err, "text", se.text)
@@ -242,10 +246,10 @@ func (s *Session) Terminate(se *streamError) {
 	} else {
 		s.enqueueLocked([]byte("</stream:stream>"))
 	}
-	s.outMu.Unlock()
 	// Bound how long a peer that does not read can hold the connection open
 	// (the raw connection's deadline also bounds TLS on top of it).
-	lc.SetDeadline(time.Now().Add(5 * time.Second))
+	lc := s.lc
+	return func() { lc.SetDeadline(time.Now().Add(5 * time.Second)) }
 }
 
 // startWriting is called once a stream is negotiated (bind or resumption):

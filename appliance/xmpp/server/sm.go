@@ -165,15 +165,11 @@ func (sess *Session) countInbound() {
 	sess.outMu.Unlock()
 }
 
-// hibernate keeps a session whose connection was lost for resumption
-// (XEP-0198 §5). It returns false when the session cannot hibernate.
-func (s *Server) hibernate(sess *Session, gen int) bool {
-	if s.isClosing() {
-		return false
-	}
-	sess.outMu.Lock()
-	if sess.gen != gen || sess.closing || sess.closed || sess.sm == nil || sess.sm.id == "" {
-		sess.outMu.Unlock()
+// hibernateLocked keeps a session whose connection was lost for resumption
+// (XEP-0198 §5) and reports whether it could; outMu is held. The caller
+// marks the session hibernated in the router.
+func (s *Server) hibernateLocked(sess *Session) bool {
+	if sess.closing || sess.closed || sess.sm == nil || sess.sm.id == "" {
 		return false
 	}
 	sess.gen++
@@ -183,12 +179,6 @@ func (s *Server) hibernate(sess *Session, gen int) bool {
 	sess.sm.requested = false
 	hgen := sess.gen
 	sess.sm.timer = time.AfterFunc(s.limits.ResumeTimeout, func() { s.expireHibernation(sess, hgen) })
-	unacked := len(sess.sm.unacked)
-	sess.outMu.Unlock()
-	s.router.mu.Lock()
-	sess.hibernated = true
-	s.router.mu.Unlock()
-	sess.log.Info("connection lost, session hibernated", "unacked", unacked, "timeout", s.limits.ResumeTimeout)
 	return true
 }
 
@@ -345,7 +335,7 @@ func (cc *c2sConn) resume(xs *xmpp.Session, el *xmlel.Element) bool {
 		return false
 	}
 	if _, err := conn.Write(reply.Bytes(NSClient)); err != nil {
-		cc.abandonTakeOver()
+		cc.abandonTakeOver(conn)
 		return false
 	}
 	cc.resumed.log.Info("session resumed", "ip", cc.sess.ip.String())
@@ -355,19 +345,14 @@ func (cc *c2sConn) resume(xs *xmpp.Session, el *xmlel.Element) bool {
 // abandonTakeOver handles a connection that failed right after takeOver,
 // before its reader started: the session hibernates again, as if this
 // connection had been lost, or ends if it cannot.
-func (cc *c2sConn) abandonTakeOver() {
+func (cc *c2sConn) abandonTakeOver(conn net.Conn) {
 	old := cc.resumed
 	cc.resumed = nil
 	old.outMu.Lock()
 	old.writing = false
 	gen := old.gen
 	old.outMu.Unlock()
-	if !cc.srv.hibernate(old, gen) {
-		old.outMu.Lock()
-		old.conn = nil
-		old.outMu.Unlock()
-		cc.srv.endSession(context.Background(), old)
-	}
+	cc.srv.finishConnection(context.Background(), old, conn, gen, true, &streamError{})
 }
 
 // takeOver moves the session that <resume/> el names onto conn (XEP-0198

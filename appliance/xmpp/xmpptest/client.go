@@ -41,6 +41,7 @@ type Client struct {
 	// StreamError is the condition of a received <stream:error/>, if any.
 	StreamError string
 	closed      bool
+	paused      bool
 }
 
 // Dial connects to addr and opens a stream to domain without TLS.
@@ -85,6 +86,7 @@ func (c *Client) SetConn(conn net.Conn) { c.conn = conn }
 func (c *Client) Close() {
 	c.mu.Lock()
 	c.closed = true
+	c.cond.Broadcast()
 	c.mu.Unlock()
 	c.conn.Close()
 }
@@ -123,10 +125,42 @@ func (c *Client) StartReader(header string) {
 	c.err = nil
 	c.mu.Unlock()
 	c.Raw(header)
-	go c.readLoop(gen, c.conn)
+	go c.readLoop(gen, &gatedReader{c: c, r: c.conn})
 }
 
-func (c *Client) readLoop(gen int, conn net.Conn) {
+// gatedReader blocks reads while the client is paused, so tests can play a
+// peer that stops reading.
+type gatedReader struct {
+	c *Client
+	r io.Reader
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	g.c.mu.Lock()
+	for g.c.paused && !g.c.closed {
+		g.c.cond.Wait()
+	}
+	g.c.mu.Unlock()
+	return g.r.Read(p)
+}
+
+// PauseReading stops reading from the connection until ResumeReading, so the
+// server's writes back up (a phone that stopped reading).
+func (c *Client) PauseReading() {
+	c.mu.Lock()
+	c.paused = true
+	c.mu.Unlock()
+}
+
+// ResumeReading undoes PauseReading.
+func (c *Client) ResumeReading() {
+	c.mu.Lock()
+	c.paused = false
+	c.cond.Broadcast()
+	c.mu.Unlock()
+}
+
+func (c *Client) readLoop(gen int, conn io.Reader) {
 	d := xml.NewDecoder(conn)
 	depth := 0
 	for {
