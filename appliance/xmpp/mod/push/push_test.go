@@ -298,3 +298,33 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// A message for a phone whose connection dropped (a hibernated XEP-0198
+// session) is notified, and is delivered once the phone resumes.
+func TestNotifyHibernated(t *testing.T) {
+	e := newEnv(t)
+	app := e.login("app", "push")
+	bob := e.login("bob", "b")
+	alice := e.login("alice", "phone")
+	if r := alice.IQ("set", "", "<enable xmlns='urn:xmpp:push:0' jid='"+appJID+"' node='h1'>"+options+"</enable>"); r.Get("type") != "result" {
+		t.Fatalf("enable: %s", r)
+	}
+	id := alice.EnableSM().Get("id")
+	alice.Send("<presence/>")
+	alice.Expect(xmpptest.IsPresenceFrom(alice.JID, ""))
+	alice.Close()
+	modtest.Eventually(t, "alice hibernated", func() bool {
+		s := e.S.Sessions("alice")
+		return len(s) == 1 && s[0].Hibernated()
+	})
+	bob.Send("<message to='alice@example.org' type='chat'><body>wake up</body></message>")
+	node, f := summary(t, app.Expect(isNotification))
+	if node != "h1" || f["message-count"] != "1" {
+		t.Fatalf("summary: node %q fields %v", node, f)
+	}
+	back := xmpptest.Dial(t, e.addr, modtest.Domain)
+	if res := back.LoginResume("alice", "pw-alice", id, 1); res.Name.Local != "resumed" {
+		t.Fatalf("resume: %s", res)
+	}
+	back.Expect(xmpptest.IsMessage("wake up"))
+}
