@@ -45,6 +45,11 @@ type StanzaFilter func(ctx context.Context, st *xmlel.Element, from, to jid.JID)
 // initial is true for its first available presence (RFC 6121 §4.2).
 type PresenceHook func(ctx context.Context, sess *Session, presence *xmlel.Element, initial bool)
 
+// PresenceOutHook may change a session's available presence broadcast (no
+// 'to') before it is stored and sent, for example to add the XEP-0153
+// avatar hash as XEP-0398 §4 asks.
+type PresenceOutHook func(ctx context.Context, sess *Session, presence *xmlel.Element)
+
 // SessionHook runs when a session ends (after its unavailable broadcast).
 type SessionHook func(ctx context.Context, sess *Session)
 
@@ -55,6 +60,7 @@ type hooks struct {
 	inbound    []StanzaFilter
 	outbound   []StanzaFilter
 	available  []PresenceHook
+	presOut    []PresenceOutHook
 	closed     []SessionHook
 }
 
@@ -86,6 +92,10 @@ func (s *Server) OnOutbound(f StanzaFilter) { s.hooks.outbound = append(s.hooks.
 // OnAvailable registers h to run after a session's available presence was
 // broadcast (XEP-0163 last-item delivery).
 func (s *Server) OnAvailable(h PresenceHook) { s.hooks.available = append(s.hooks.available, h) }
+
+// OnPresenceOut registers h for a session's available presence broadcasts,
+// before they are stored and sent.
+func (s *Server) OnPresenceOut(h PresenceOutHook) { s.hooks.presOut = append(s.hooks.presOut, h) }
 
 // OnSessionClosed registers h to run when a session has ended.
 func (s *Server) OnSessionClosed(h SessionHook) { s.hooks.closed = append(s.hooks.closed, h) }

@@ -57,6 +57,11 @@ func parsePriority(st *xmlel.Element) int {
 // broadcastPresence handles presence without 'to' (RFC 6121 §4.2, §4.4, §4.5).
 func (s *Server) broadcastPresence(ctx context.Context, sess *Session, st *xmlel.Element) {
 	available := st.Get("type") == ""
+	if available {
+		for _, h := range s.hooks.presOut {
+			h(ctx, sess, st)
+		}
+	}
 	s.router.mu.Lock()
 	wasAvailable := sess.available
 	prevPriority := sess.priority

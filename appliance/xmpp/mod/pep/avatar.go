@@ -79,6 +79,29 @@ func RegisterVCardConversion(s *server.Server, svc *Service, maxVCardBytes int) 
 	s.HandleIQ(server.ToAccount, "set", xml.Name{Space: NSVCard, Local: "vCard"}, a.setVCard)
 	s.AddFeature(server.ToAccount, NSVCardConversion)
 	svc.OnChange(NodeAvatarMetadata, a.metadataChanged)
+	s.OnPresenceOut(a.presenceHash)
+}
+
+// NSVCardUpdate is XEP-0153's presence extension carrying the avatar hash.
+const NSVCardUpdate = "vcard-temp:x:update"
+
+// presenceHash puts the hash of the user's current avatar into their
+// available presence (XEP-0398 §4, XEP-0153 §3.1), replacing what the client
+// sent: an empty <photo/> when the avatar is disabled, the client's element
+// untouched when the user never published one.
+func (a *avatarConv) presenceHash(ctx context.Context, sess *server.Session, p *xmlel.Element) {
+	items, err := a.svc.Items(ctx, sess.Username(), NodeAvatarMetadata)
+	if err != nil || len(items) == 0 {
+		return
+	}
+	photo := xmlel.New(NSVCardUpdate, "photo")
+	if meta := items[len(items)-1].Payload; meta != nil {
+		if info := meta.Child(NodeAvatarMetadata, "info"); info != nil {
+			photo.AddText(info.Get("id"))
+		}
+	}
+	p.RemoveChildren(func(e *xmlel.Element) bool { return e.Name.Space == NSVCardUpdate })
+	p.Add(xmlel.New(NSVCardUpdate, "x").Add(photo))
 }
 
 // setVCard stores the requester's own vCard as mod/vcard does (XEP-0054

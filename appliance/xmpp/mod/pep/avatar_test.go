@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"strings"
 	"testing"
 
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/internal/peptest"
@@ -59,6 +60,15 @@ func TestVCardConversion(t *testing.T) {
 	r := wantOK(t, b.Request("get", "alice@"+domain, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:avatar:data'><item id='`+id1+`'/></items></pubsub>`))
 	if r.Child(NS, "pubsub").Child(NS, "items").Child(NS, "item").ChildText(NodeAvatarData, "data") != b64 {
 		t.Fatalf("avatar data %s", r)
+	}
+	// XEP-0398 §4: alice's next presence carries the avatar hash, whatever
+	// her client put there.
+	a.Send(xmlel.MustParse(`<presence xmlns='jabber:client'><x xmlns='vcard-temp:x:update'><photo>stale</photo></x></presence>`))
+	p := b.Expect("presence with avatar hash", func(el *xmlel.Element) bool {
+		return el.Name.Local == "presence" && el.Get("type") == "" && strings.HasPrefix(el.Get("from"), "alice@")
+	})
+	if got := p.Child(NSVCardUpdate, "x").ChildText(NSVCardUpdate, "photo"); got != id1 || len(p.ChildrenNamed(NSVCardUpdate, "x")) != 1 {
+		t.Fatalf("presence hash %q, want %q: %s", got, id1, p)
 	}
 	// The vCard is stored as sent, and setting it again publishes nothing.
 	if typ, got := vcardPhotoOf(t, svc, "alice"); typ != "image/png" || got != folded {
