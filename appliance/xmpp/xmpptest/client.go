@@ -195,9 +195,10 @@ func (c *Client) readLoop(gen int, conn io.Reader) {
 			c.pending = append(c.pending, el)
 			c.cond.Broadcast()
 			c.mu.Unlock()
-			if el.Name.Local == "proceed" || el.Name.Local == "success" {
+			if el.Name.Local == "proceed" || (el.Name.Local == "success" && el.Name.Space == NSSASL) {
 				// The next bytes belong to a new stream (TLS or restart); stop
-				// reading here so the owner can take over the connection.
+				// reading here so the owner can take over the connection. A
+				// XEP-0388 <success/> is not followed by a restart.
 				return
 			}
 		case xml.EndElement:

@@ -6,12 +6,8 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/xml"
-	"fmt"
-	"io"
-	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hearthxmpp/hearth/appliance/xmpp/xmlel"
 	"github.com/xdg-go/scram"
@@ -41,38 +37,6 @@ type SASL2 struct {
 	Inline string
 }
 
-// OpenStreamSASL2 is OpenStream for streams that may use SASL2: its reader
-// keeps reading after a XEP-0388 <success/>, which no stream restart follows
-// (it still stops after <proceed/> and a classic SASL <success/>).
-func (c *Client) OpenStreamSASL2() *xmlel.Element {
-	c.t.Helper()
-	c.mu.Lock()
-	c.gen++
-	gen := c.gen
-	c.pending = nil
-	c.err = nil
-	c.mu.Unlock()
-	c.Raw(fmt.Sprintf("<?xml version='1.0'?><stream:stream to='%s' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>", c.Domain))
-	go c.readLoopSASL2(gen, c.conn)
-	return c.Expect(func(e *xmlel.Element) bool { return e.Name.Local == "features" })
-}
-
-// StartTLSSASL2 is StartTLS followed by OpenStreamSASL2 on the TLS
-// connection; it returns the features offered after TLS.
-func (c *Client) StartTLSSASL2(cfg *tls.Config) *xmlel.Element {
-	c.t.Helper()
-	c.Raw("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-	c.Expect(func(e *xmlel.Element) bool { return e.Name.Local == "proceed" })
-	tc := tls.Client(c.conn, cfg)
-	tc.SetDeadline(time.Now().Add(DefaultTimeout))
-	if err := tc.Handshake(); err != nil {
-		c.t.Fatalf("TLS handshake: %v", err)
-	}
-	tc.SetDeadline(time.Time{})
-	c.conn = tc
-	return c.OpenStreamSASL2()
-}
-
 // DialSASL2 connects to addr, negotiates STARTTLS (with at most TLS version
 // maxTLS, 0 for the default) and returns the client and the features
 // offered after TLS, ready for AuthSASL2.
@@ -80,53 +44,8 @@ func DialSASL2(t testing.TB, addr, domain string, maxTLS uint16) (*Client, *xmle
 	t.Helper()
 	c := Dial(t, addr, domain)
 	c.OpenStream()
-	f := c.StartTLSSASL2(&tls.Config{InsecureSkipVerify: true, ServerName: domain, MaxVersion: maxTLS})
+	f := c.StartTLS(&tls.Config{InsecureSkipVerify: true, ServerName: domain, MaxVersion: maxTLS})
 	return c, f
-}
-
-func (c *Client) readLoopSASL2(gen int, conn net.Conn) {
-	d := xml.NewDecoder(conn)
-	depth := 0
-	for {
-		tok, err := d.Token()
-		c.mu.Lock()
-		if c.gen != gen {
-			c.mu.Unlock()
-			return
-		}
-		c.mu.Unlock()
-		if err != nil {
-			c.fail(err)
-			return
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if depth == 0 && t.Name.Local == "stream" {
-				depth = 1
-				continue
-			}
-			el, err := xmlel.Decode(d, t)
-			if err != nil {
-				c.fail(err)
-				return
-			}
-			c.mu.Lock()
-			if el.Name.Local == "error" && el.Name.Space == "http://etherx.jabber.org/streams" {
-				if f := el.FirstElement(); f != nil {
-					c.StreamError = f.Name.Local
-				}
-			}
-			c.pending = append(c.pending, el)
-			c.cond.Broadcast()
-			c.mu.Unlock()
-			if el.Name.Local == "proceed" || (el.Name.Local == "success" && el.Name.Space == NSSASL) {
-				return
-			}
-		case xml.EndElement:
-			c.fail(io.EOF)
-			return
-		}
-	}
 }
 
 // isSASL2Outcome matches the elements that may answer a SASL2 message.
