@@ -35,7 +35,7 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" database/sql driver
+	"github.com/mattn/go-sqlite3" // registers the "sqlite3" database/sql driver
 )
 
 // BusyTimeout is how long an operation waits for another connection or
@@ -111,10 +111,22 @@ func Open(path string) (*Store, error) {
 
 	s := &Store{w: w, now: time.Now}
 	ctx := context.Background()
+	// The first connection switches the file to WAL, which needs an exclusive
+	// lock, and SQLite does not run the busy handler for that switch: when
+	// another process opens the same new file at that moment it reports
+	// "database is locked" at once. Retry within BusyTimeout.
 	var mode string
-	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	for deadline := time.Now().Add(BusyTimeout); ; {
+		err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
+		if err == nil {
+			break
+		}
+		var se sqlite3.Error
+		if !errors.As(err, &se) || (se.Code != sqlite3.ErrBusy && se.Code != sqlite3.ErrLocked) || time.Now().After(deadline) {
+			w.Close()
+			return nil, fmt.Errorf("store: open %s: %w", path, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if mode != "wal" {
 		w.Close()
