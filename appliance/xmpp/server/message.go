@@ -132,9 +132,8 @@ func (s *Server) storeOffline(ctx context.Context, st *xmlel.Element, to jid.JID
 	if !worthStoring(st) {
 		return false
 	}
-	stored := st.ShallowCopy()
+	stored := withDelay(st, s.domain.String(), s.now()).ShallowCopy()
 	stored.Name.Space = NSClient
-	stored.Add(xmlel.New(NSDelay, "delay", "from", s.domain.String(), "stamp", delayStamp(s.now())))
 	err := s.store.PushOffline(ctx, to.Localpart(), []byte(stored.String()), s.now(), s.limits.MaxOfflinePerUser)
 	switch {
 	case err == nil:

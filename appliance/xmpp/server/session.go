@@ -121,7 +121,7 @@ func (s *Session) sendLocked(st *xmlel.Element) bool {
 			return false
 		}
 		s.sm.outH++
-		s.sm.unacked = append(s.sm.unacked, unackedStanza{h: s.sm.outH, el: st, b: b})
+		s.sm.unacked = append(s.sm.unacked, unackedStanza{h: s.sm.outH, el: st, b: b, at: s.srv.now()})
 		if s.conn == nil {
 			return true // hibernated: kept for resumption
 		}

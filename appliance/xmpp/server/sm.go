@@ -42,6 +42,7 @@ type unackedStanza struct {
 	h  uint32
 	el *xmlel.Element
 	b  []byte
+	at time.Time // when it was sent, for the delay stamp if it is rerouted
 }
 
 // ack applies an acknowledgement of h handled stanzas (counted modulo 2^32,
@@ -225,22 +226,33 @@ func (s *Server) endSession(ctx context.Context, sess *Session) {
 		sess.outMu.Unlock()
 		s.teardown(ctx, sess)
 		for _, u := range pending {
-			s.reroute(ctx, sess, u.el)
+			s.reroute(ctx, sess, u.el, u.at)
 		}
 	})
+}
+
+// withDelay returns st with a XEP-0203 delay stamp, unless it has one.
+func withDelay(st *xmlel.Element, from string, at time.Time) *xmlel.Element {
+	if st.Child(NSDelay, "delay") != nil {
+		return st
+	}
+	c := st.ShallowCopy()
+	return c.Add(xmlel.New(NSDelay, "delay", "from", from, "stamp", delayStamp(at)))
 }
 
 // reroute redelivers a stanza a session never acknowledged, as if its
 // resource had gone before it arrived (RFC 6121 §8.5.3.2.1): messages go to
 // the account's other resources or offline storage, IQ requests are answered
 // with service-unavailable, the rest is dropped.
-func (s *Server) reroute(ctx context.Context, sess *Session, st *xmlel.Element) {
+func (s *Server) reroute(ctx context.Context, sess *Session, st *xmlel.Element, sent time.Time) {
 	switch st.Name.Local {
 	case "message":
 		typ := st.Get("type")
 		if typ != "" && typ != "normal" && typ != "chat" {
 			return
 		}
+		// Delivered late, wherever it lands now (XEP-0203).
+		st = withDelay(st, s.domain.String(), sent)
 		from, _ := jid.Parse(st.Get("from"))
 		m := &Message{Stanza: st, From: from, To: sess.bare, Type: typ}
 		delivered := s.deliverToBare(ctx, m)
