@@ -31,11 +31,11 @@ func registerModules(srv *server.Server, cfg *serveConfig) (*mam.Archive, error)
 	vcard.Register(srv)
 	private.Register(srv)
 	register.Register(srv)
-	// PEP takes over account disco#items (after disco), the avatar conversion
-	// takes over vcard-temp set (after vcard), bookmarks take over private
-	// XML storage (after private), keeping those modules' rules and limits.
+	// PEP answers account disco#items (after disco's empty one); the avatar
+	// conversion wraps vcard's set handler and bookmarks wrap private's, so
+	// they come after those.
 	svc := pep.Register(srv)
-	pep.RegisterVCardConversion(srv, svc, 0)
+	pep.RegisterVCardConversion(srv, svc)
 	bookmarks.Register(srv, svc)
 	// Order matters for the message hooks: blocking first (a refused message
 	// is neither archived nor copied), then the archive (so sent carbons carry

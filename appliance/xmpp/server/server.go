@@ -284,6 +284,14 @@ func (s *Server) HandleIQ(target Target, typ string, name xml.Name, h IQHandler)
 	s.iq[iqKey{target: target, typ: typ, name: name}] = h
 }
 
+// IQHandler returns the handler registered for (target, typ, name), or nil.
+// A module that extends another module's protocol wraps it: it fetches the
+// existing handler and registers its own that calls it (XEP-0411 over
+// XEP-0049, XEP-0398 over XEP-0054), instead of copying its rules.
+func (s *Server) IQHandler(target Target, typ string, name xml.Name) IQHandler {
+	return s.iq[iqKey{target: target, typ: typ, name: name}]
+}
+
 // AddFeature adds disco#info features (XEP-0030 §3.1) advertised for target.
 func (s *Server) AddFeature(target Target, vars ...string) {
 	s.disco.addFeature(target, vars...)

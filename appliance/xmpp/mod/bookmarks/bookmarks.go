@@ -20,14 +20,11 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
-	"fmt"
 	"hash/fnv"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/hearthxmpp/hearth/appliance/store"
-	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/internal/modutil"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/pep"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/xmlel"
@@ -47,33 +44,11 @@ const (
 	NSPrivate = "jabber:iq:private"
 )
 
-// DefaultMaxBytes is the private XML size limit used unless MaxBytes says
-// otherwise; it equals mod/private's DefaultMaxBytes.
-const DefaultMaxBytes = 64 << 10
-
-// Option configures Register.
-type Option func(*handler)
-
-// MaxBytes sets the largest fragment, in bytes of serialized XML, a user may
-// store under one namespace with jabber:iq:private (XEP-0049 §2.3), as
-// private.MaxBytes does; n <= 0 keeps DefaultMaxBytes. Pass the same limit to
-// both.
-func MaxBytes(n int) Option {
-	return func(h *handler) {
-		if n > 0 {
-			h.max = n
-		}
-	}
-}
-
-// reserved are the namespaces XEP-0049 §2.3 forbids for storage.
-var reserved = map[string]bool{server.NSClient: true, "jabber:server": true, NSPrivate: true}
-
 type handler struct {
-	s     *server.Server
-	svc   *pep.Service
-	max   int
-	locks [32]sync.Mutex // per-user serialization of conversions, by hash
+	s        *server.Server
+	svc      *pep.Service
+	get, set server.IQHandler // mod/private's handlers, which this wraps
+	locks    [32]sync.Mutex   // per-user serialization of conversions, by hash
 }
 
 // convertingKey marks the context of the module's own PEP publications.
@@ -84,22 +59,24 @@ type convertingKey struct{}
 // whitelist, persistent, max items, no last-item delivery), advertises
 // urn:xmpp:bookmarks:1#compat on accounts, and follows changes of the node.
 //
-// To see private XML sets it replaces mod/private's jabber:iq:private get and
-// set handlers with equivalent ones (the same rules as private.Register: own
-// account only, exactly one child, no reserved namespace, size limit, an
-// empty child deletes; a get of storage:bookmarks when nothing is stored
-// returns the bookmarks converted from XEP-0402), so call it after
-// private.Register and pass the same MaxBytes.
-func Register(s *server.Server, svc *pep.Service, opts ...Option) {
-	h := &handler{s: s, svc: svc, max: DefaultMaxBytes}
-	for _, o := range opts {
-		o(h)
+// To see private XML requests it wraps the jabber:iq:private get and set
+// handlers registered by private.Register, which must run first (it panics
+// otherwise): their rules and limits apply unchanged; a get of
+// storage:bookmarks when nothing is stored returns the bookmarks converted
+// from XEP-0402, and a successful set of storage:bookmarks is converted to
+// XEP-0402.
+func Register(s *server.Server, svc *pep.Service) {
+	name := xml.Name{Space: NSPrivate, Local: "query"}
+	h := &handler{s: s, svc: svc,
+		get: s.IQHandler(server.ToAccount, "get", name),
+		set: s.IQHandler(server.ToAccount, "set", name)}
+	if h.get == nil || h.set == nil {
+		panic("bookmarks: Register needs private.Register first")
 	}
 	svc.SetDefaultConfig(NS, pep.PrivateConfig())
 	svc.OnChange(NS, h.pepChanged)
-	name := xml.Name{Space: NSPrivate, Local: "query"}
-	s.HandleIQ(server.ToAccount, "get", name, h.get)
-	s.HandleIQ(server.ToAccount, "set", name, h.set)
+	s.HandleIQ(server.ToAccount, "get", name, h.privateGet)
+	s.HandleIQ(server.ToAccount, "set", name, h.privateSet)
 	s.AddFeature(server.ToAccount, NSCompat)
 }
 
@@ -111,76 +88,38 @@ func (h *handler) lock(user string) func() {
 	return m.Unlock
 }
 
-// child validates a private XML request (XEP-0049 §2.3, §3) and returns its
-// one child.
-func (h *handler) child(iq *server.IQ) (*xmlel.Element, error) {
-	if !modutil.IsOwner(h.s, iq) {
-		return nil, server.Errorf(server.ErrForbidden, "private XML can only be accessed by its owner")
+// privateGet answers a private XML get through mod/private (XEP-0049 §2.3);
+// for storage:bookmarks with nothing stored it returns the XEP-0402
+// bookmarks converted.
+func (h *handler) privateGet(ctx context.Context, iq *server.IQ) (*xmlel.Element, error) {
+	res, err := h.get(ctx, iq)
+	if err != nil || iq.Payload.FirstElement().Name.Space != NSLegacy {
+		return res, err
 	}
-	kids := iq.Payload.Elements()
-	if len(kids) != 1 {
-		return nil, server.Errorf(server.ErrBadRequest, "the query must contain exactly one child element")
+	if stored := res.FirstElement(); stored != nil && (len(stored.Children) > 0 || len(stored.Attr) > 0) {
+		return res, nil // a stored document (an empty one is never stored)
 	}
-	if reserved[kids[0].Name.Space] {
-		return nil, server.Errorf(server.ErrNotAcceptable, "namespace "+strconv.Quote(kids[0].Name.Space)+" is reserved")
+	items, err := h.svc.Items(ctx, iq.From.Localpart(), NS)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
 	}
-	return kids[0], nil
+	if len(items) == 0 {
+		return res, nil
+	}
+	return xmlel.New(NSPrivate, "query").Add(toLegacy(items, nil)), nil
 }
 
-// get returns the stored fragment (XEP-0049 §2.3); for storage:bookmarks
-// with nothing stored, the XEP-0402 bookmarks converted.
-func (h *handler) get(ctx context.Context, iq *server.IQ) (*xmlel.Element, error) {
-	c, err := h.child(iq)
-	if err != nil {
-		return nil, err
+// privateSet stores through mod/private (XEP-0049 §2.3); a stored
+// storage:bookmarks document is then converted to XEP-0402 items.
+func (h *handler) privateSet(ctx context.Context, iq *server.IQ) (*xmlel.Element, error) {
+	c := iq.Payload.FirstElement()
+	if c == nil || c.Name.Space != NSLegacy {
+		return h.set(ctx, iq)
 	}
 	user := iq.From.Localpart()
-	q := xmlel.New(NSPrivate, "query")
-	data, err := h.s.Store().PrivateXML(ctx, user, c.Name.Space)
-	switch {
-	case errors.Is(err, store.ErrNotFound) && c.Name.Space == NSLegacy:
-		items, err := h.svc.Items(ctx, user, NS)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-		if len(items) == 0 {
-			return q.Add(c), nil
-		}
-		return q.Add(toLegacy(items, nil)), nil
-	case errors.Is(err, store.ErrNotFound):
-		return q.Add(c), nil
-	case err != nil:
-		return nil, err
-	}
-	el, err := xmlel.Parse(string(data))
-	if err != nil {
-		return nil, fmt.Errorf("bookmarks: stored private XML %q of %q: %w", c.Name.Space, user, err)
-	}
-	return q.Add(el), nil
-}
-
-// set stores the fragment (XEP-0049 §2.3); storage:bookmarks is then
-// converted to XEP-0402 items.
-func (h *handler) set(ctx context.Context, iq *server.IQ) (*xmlel.Element, error) {
-	c, err := h.child(iq)
-	if err != nil {
-		return nil, err
-	}
-	var data []byte
-	if len(c.Children) > 0 || len(c.Attr) > 0 {
-		data = []byte(c.String())
-		if len(data) > h.max {
-			return nil, server.Errorf(server.ErrNotAcceptable,
-				"private XML too large: "+strconv.Itoa(len(data))+" bytes, the limit is "+strconv.Itoa(h.max))
-		}
-	}
-	user := iq.From.Localpart()
-	if c.Name.Space != NSLegacy {
-		return nil, h.s.Store().SetPrivateXML(ctx, user, c.Name.Space, data)
-	}
 	unlock := h.lock(user)
 	defer unlock()
-	if err := h.s.Store().SetPrivateXML(ctx, user, c.Name.Space, data); err != nil {
+	if _, err := h.set(ctx, iq); err != nil {
 		return nil, err
 	}
 	if err := h.legacyToPEP(context.WithValue(ctx, convertingKey{}, true), user, c); err != nil {

@@ -176,7 +176,7 @@ func TestPrivateStorageUnchanged(t *testing.T) {
 	}
 	modtest.WantIQError(t, a1.Request("set", "", `<query xmlns='jabber:iq:private'><prefs/></query>`), "not-acceptable")
 	modtest.WantIQError(t, a1.Request("set", "", `<query xmlns='jabber:iq:private'/>`), "bad-request")
-	modtest.WantIQError(t, a1.Request("set", "", `<query xmlns='jabber:iq:private'><p xmlns='x'>`+strings.Repeat("z", DefaultMaxBytes)+`</p></query>`), "not-acceptable")
+	modtest.WantIQError(t, a1.Request("set", "", `<query xmlns='jabber:iq:private'><p xmlns='x'>`+strings.Repeat("z", private.DefaultMaxBytes)+`</p></query>`), "not-acceptable")
 	modtest.WantIQError(t, a1.Request("get", "bob@example.org", `<query xmlns='jabber:iq:private'><p xmlns='x'/></query>`), "service-unavailable")
 	// The account advertises the conversion (XEP-0402 #compat).
 	info := wantOK(t, a1.Request("get", "", `<query xmlns='http://jabber.org/protocol/disco#info'/>`)).String()

@@ -16,7 +16,6 @@ import (
 	"strings"
 
 	"github.com/hearthxmpp/hearth/appliance/store"
-	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/internal/modutil"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/xmlel"
 )
@@ -37,19 +36,14 @@ const (
 	NSVCardConversion = "urn:xmpp:pep-vcard-conversion:0"
 )
 
-// DefaultVCardMaxBytes is the vCard size limit used by
-// RegisterVCardConversion for maxVCardBytes <= 0; it equals mod/vcard's
-// DefaultMaxBytes.
-const DefaultVCardMaxBytes = 64 << 10
-
 // conversionKey marks the context of publications and vCard updates made by
 // the conversion itself, so that its own change hook ignores them.
 type conversionKey struct{}
 
 type avatarConv struct {
-	s   *server.Server
-	svc *Service
-	max int
+	s       *server.Server
+	svc     *Service
+	setBase server.IQHandler // mod/vcard's vcard-temp set, which this wraps
 }
 
 // RegisterVCardConversion implements XEP-0398 for every account, on top of
@@ -69,14 +63,17 @@ type avatarConv struct {
 //
 // It advertises urn:xmpp:pep-vcard-conversion:0 on accounts (XEP-0398 §2).
 //
-// To see vCard sets it replaces mod/vcard's vcard-temp set handler with an
-// equivalent one (own vCard only, forbidden otherwise; not-acceptable above
-// maxVCardBytes of serialized XML, <= 0 meaning DefaultVCardMaxBytes; an
-// empty <vCard/> deletes it), so call it after vcard.Register and pass the
-// same limit. Conversion failures are logged; the vCard set still succeeds.
-func RegisterVCardConversion(s *server.Server, svc *Service, maxVCardBytes int) {
-	a := &avatarConv{s: s, svc: svc, max: pick(maxVCardBytes, DefaultVCardMaxBytes)}
-	s.HandleIQ(server.ToAccount, "set", xml.Name{Space: NSVCard, Local: "vCard"}, a.setVCard)
+// To see vCard sets it wraps the vcard-temp set handler registered by
+// vcard.Register, which must run first (it panics otherwise): that module's
+// rules and limits apply unchanged, and a successful set is converted.
+// Conversion failures are logged; the vCard set still succeeds.
+func RegisterVCardConversion(s *server.Server, svc *Service) {
+	name := xml.Name{Space: NSVCard, Local: "vCard"}
+	a := &avatarConv{s: s, svc: svc, setBase: s.IQHandler(server.ToAccount, "set", name)}
+	if a.setBase == nil {
+		panic("pep: RegisterVCardConversion needs vcard.Register first")
+	}
+	s.HandleIQ(server.ToAccount, "set", name, a.setVCard)
 	s.AddFeature(server.ToAccount, NSVCardConversion)
 	svc.OnChange(NodeAvatarMetadata, a.metadataChanged)
 	s.OnPresenceOut(a.presenceHash)
@@ -104,26 +101,15 @@ func (a *avatarConv) presenceHash(ctx context.Context, sess *server.Session, p *
 	p.Add(xmlel.New(NSVCardUpdate, "x").Add(photo))
 }
 
-// setVCard stores the requester's own vCard as mod/vcard does (XEP-0054
-// §3.2) and then publishes its photo (XEP-0398 §3.2).
+// setVCard stores the vCard through mod/vcard (XEP-0054 §3.2) and then
+// publishes its photo (XEP-0398 §3.2).
 func (a *avatarConv) setVCard(ctx context.Context, iq *server.IQ) (*xmlel.Element, error) {
-	if !modutil.IsOwner(a.s, iq) {
-		return nil, server.Errorf(server.ErrForbidden, "you can only change your own vCard")
-	}
-	var data []byte
-	if len(iq.Payload.Elements()) > 0 {
-		data = []byte(iq.Payload.String())
-		if len(data) > a.max {
-			return nil, server.Errorf(server.ErrNotAcceptable,
-				"vCard too large: "+strconv.Itoa(len(data))+" bytes, the limit is "+strconv.Itoa(a.max))
-		}
-	}
 	user := iq.From.Localpart()
 	old, err := a.s.Store().VCard(ctx, user)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	if err := a.s.Store().SetVCard(ctx, user, data); err != nil {
+	if _, err := a.setBase(ctx, iq); err != nil {
 		return nil, err
 	}
 	if err := a.vcardToPEP(context.WithValue(ctx, conversionKey{}, true), user, old, iq.Payload); err != nil {

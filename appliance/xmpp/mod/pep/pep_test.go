@@ -29,7 +29,7 @@ func setup(t *testing.T, users ...string) (*modtest.Env, *Service) {
 	ping.Register(e.S)
 	vcard.Register(e.S)
 	svc := Register(e.S, CapsTimeout(5*time.Second), MaxItems(50))
-	RegisterVCardConversion(e.S, svc, 0)
+	RegisterVCardConversion(e.S, svc)
 	for _, u := range users {
 		e.AddUser(u, "pw")
 	}
