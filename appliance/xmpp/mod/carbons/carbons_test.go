@@ -27,18 +27,7 @@ func newEnv(t *testing.T, before ...func(*server.Server)) *env {
 		f(e.S)
 	}
 	e.m = Register(e.S)
-	ctx, cancel := context.WithCancel(context.Background())
-	addr, err := e.S.ListenC2S(ctx, "127.0.0.1:0", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.addr = addr.String()
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		e.S.Shutdown(sctx)
-		cancel()
-	})
+	e.addr = e.Addr()
 	e.AddUser("alice", "pw-alice")
 	e.AddUser("bob", "pw-bob")
 	return e

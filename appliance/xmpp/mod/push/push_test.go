@@ -28,18 +28,7 @@ func newEnv(t *testing.T, opts ...func(*env) Option) *env {
 		o = append(o, f(e))
 	}
 	e.m = Register(e.S, o...)
-	ctx, cancel := context.WithCancel(context.Background())
-	addr, err := e.S.ListenC2S(ctx, "127.0.0.1:0", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.addr = addr.String()
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		e.S.Shutdown(sctx)
-		cancel()
-	})
+	e.addr = e.Addr()
 	for _, u := range []string{"alice", "bob", "app"} {
 		e.AddUser(u, "pw-"+u)
 	}

@@ -43,21 +43,7 @@ func (e *Env) Connect(user, password string) *Client {
 // authentication) instead of failing the test.
 func (e *Env) Dial(user, password string) (*Client, error) {
 	e.T.Helper()
-	e.listenOnce.Do(func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		addr, err := e.S.ListenC2S(ctx, "127.0.0.1:0", false)
-		if err != nil {
-			e.T.Fatal(err)
-		}
-		e.addr = addr.String()
-		e.T.Cleanup(func() {
-			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer scancel()
-			e.S.Shutdown(sctx)
-			cancel()
-		})
-	})
-	conn, err := net.Dial("tcp", e.addr)
+	conn, err := net.Dial("tcp", e.Addr())
 	if err != nil {
 		e.T.Fatal(err)
 	}
@@ -75,6 +61,27 @@ func (e *Env) Dial(user, password string) (*Client, error) {
 		return nil, err
 	}
 	return &Client{T: e.T, JID: sess.LocalAddr(), Sess: sess, r: sess.TokenReader()}, nil
+}
+
+// Addr returns the loopback address of the server's STARTTLS c2s listener,
+// starting it on first use (register every module before); the server is
+// shut down when the test ends.
+func (e *Env) Addr() string {
+	e.listenOnce.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		addr, err := e.S.ListenC2S(ctx, "127.0.0.1:0", false)
+		if err != nil {
+			e.T.Fatal(err)
+		}
+		e.addr = addr.String()
+		e.T.Cleanup(func() {
+			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer scancel()
+			e.S.Shutdown(sctx)
+			cancel()
+		})
+	})
+	return e.addr
 }
 
 // ServerCaps returns the XEP-0115 caps stream feature the server listed
