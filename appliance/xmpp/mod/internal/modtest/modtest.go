@@ -8,16 +8,11 @@ package modtest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
+	"github.com/hearthxmpp/hearth/appliance/tlsutil"
 	"io"
 	"log/slog"
-	"math/big"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -98,31 +93,15 @@ func New(t testing.TB, mod ...func(*server.Config)) *Env {
 	return &Env{T: t, S: s, Store: st, Clock: clock}
 }
 
-// Certificate returns a self-signed ECDSA certificate for Domain.
+// Certificate returns the self-signed certificate Hearth itself generates
+// (tlsutil), for Domain.
 func Certificate(t testing.TB) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := tlsutil.LoadOrCreateSelfSigned(t.TempDir(), Domain)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: Domain},
-		DNSNames:     []string{Domain},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	return *c
 }
 
 // AddUser creates the account name with password.
