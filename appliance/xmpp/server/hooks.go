@@ -136,10 +136,11 @@ func (s *Server) Bounce(ctx context.Context, st *xmlel.Element, se *StanzaError)
 }
 
 // Route delivers a server- or module-generated stanza whose 'from' and 'to'
-// are set, applying the same rules as for a client's stanza (RFC 6121 §8.5).
-// Stanzas for other domains are dropped until federation exists.
+// are set, applying the same rules as for a client's stanza (RFC 6121 §8.5),
+// to a local account or a component (see AddComponent). Stanzas for other
+// domains are dropped until federation exists.
 func (s *Server) Route(ctx context.Context, st *xmlel.Element) {
-	s.routeLocalOrDrop(ctx, st)
+	s.routeStanza(ctx, st)
 }
 
 // Presence returns the session's last available presence, or nil when it is

@@ -23,7 +23,11 @@ func (s *Server) routeIQ(ctx context.Context, sess *Session, st *xmlel.Element, 
 			s.resolvePending(st)
 			return
 		}
-		if to.Resourcepart() != "" && s.IsLocal(to) {
+		if !s.IsLocal(to) {
+			s.toComponent(ctx, st, from, to)
+			return
+		}
+		if to.Resourcepart() != "" {
 			if target := s.router.session(to); target != nil && s.allowed(ctx, st, from, to) {
 				target.Send(st)
 			}
@@ -49,6 +53,9 @@ func (s *Server) routeIQ(ctx context.Context, sess *Session, st *xmlel.Element, 
 		return
 	}
 	if !s.IsLocal(to) {
+		if s.toComponent(ctx, st, from, to) {
+			return
+		}
 		sess.Send(ErrorReply(st, Errorf(ErrRemoteServerNotFound, "federation is not enabled on this server")))
 		return
 	}
@@ -133,22 +140,25 @@ func (s *Server) Request(ctx context.Context, iq *xmlel.Element) (*xmlel.Element
 	return s.await(ctx, iq, func() bool { return target.Send(iq) })
 }
 
-// RequestFrom sends an IQ get or set on behalf of a local account: iq's
-// 'from' must be the account's bare JID (for example XEP-0357 notifications
-// published from the user's JID to an app server). It is routed like any
-// stanza and the answer addressed to that bare JID is returned. Errors as for
-// Request; an unreachable recipient yields its error IQ or ctx.Err().
+// RequestFrom sends an IQ get or set on behalf of a local account or a
+// component: iq's 'from' must be the account's bare JID (for example XEP-0357
+// notifications published from the user's JID to an app server) or a JID at
+// a component's domain (a XEP-0410 ping from a room to an occupant). It is
+// routed like any stanza and the answer addressed to that JID is returned.
+// Errors as for Request; an unreachable recipient yields its error IQ or
+// ctx.Err().
 func (s *Server) RequestFrom(ctx context.Context, iq *xmlel.Element) (*xmlel.Element, error) {
 	from, err := jid.Parse(iq.Get("from"))
-	if err != nil || !s.IsLocal(from) || from.Localpart() == "" || from.Resourcepart() != "" {
+	account := err == nil && s.IsLocal(from) && from.Localpart() != "" && from.Resourcepart() == ""
+	if !account && (err != nil || !s.IsComponent(from)) {
 		return nil, ErrJIDMalformed
 	}
-	return s.await(ctx, iq, func() bool { s.routeLocalOrDrop(ctx, iq); return true })
+	return s.await(ctx, iq, func() bool { s.routeStanza(ctx, iq); return true })
 }
 
 // await registers iq's answer slot, sends it with send and waits.
 func (s *Server) await(ctx context.Context, iq *xmlel.Element, send func() bool) (*xmlel.Element, error) {
-	id := "srv-" + randomID(8)
+	id := pendingPrefix + randomID(8)
 	iq.Set("id", id)
 	ch := make(chan *xmlel.Element, 1)
 	s.pendingMu.Lock()
@@ -173,9 +183,10 @@ func (s *Server) await(ctx context.Context, iq *xmlel.Element, send func() bool)
 	}
 }
 
-// resolvePending hands an IQ answer addressed to the server to the Request
-// waiting for it; unknown answers are dropped (RFC 6120 §8.2.3).
-func (s *Server) resolvePending(st *xmlel.Element) {
+// resolvePending hands an IQ answer to the Request or RequestFrom waiting
+// for it and reports whether one was; unknown answers are dropped by the
+// callers (RFC 6120 §8.2.3).
+func (s *Server) resolvePending(st *xmlel.Element) bool {
 	s.pendingMu.Lock()
 	ch := s.pending[st.Get("id")]
 	delete(s.pending, st.Get("id"))
@@ -183,4 +194,8 @@ func (s *Server) resolvePending(st *xmlel.Element) {
 	if ch != nil {
 		ch <- st
 	}
+	return ch != nil
 }
+
+// pendingPrefix starts the id of every IQ the server sends and awaits.
+const pendingPrefix = "srv-"

@@ -15,6 +15,9 @@ import (
 func (s *Server) routeMessage(ctx context.Context, m *Message) {
 	st, to, typ := m.Stanza, m.To, m.Type
 	if !s.IsLocal(to) {
+		if s.toComponent(ctx, st, m.From, to) {
+			return
+		}
 		s.bounce(ctx, st, Errorf(ErrRemoteServerNotFound, "federation is not enabled on this server"))
 		return
 	}

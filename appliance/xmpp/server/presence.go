@@ -190,7 +190,13 @@ func (s *Server) directedPresence(ctx context.Context, sess *Session, st *xmlel.
 // bound, a bare JID on every available resource. Presence to unknown accounts
 // or other domains is dropped silently (RFC 6121 §8.5.1).
 func (s *Server) deliverPresence(ctx context.Context, st *xmlel.Element, to jid.JID) {
-	if !s.IsLocal(to) || to.Localpart() == "" {
+	if !s.IsLocal(to) {
+		if from, err := jid.Parse(st.Get("from")); err == nil {
+			s.toComponent(ctx, st, from, to)
+		}
+		return
+	}
+	if to.Localpart() == "" {
 		return
 	}
 	if from, err := jid.Parse(st.Get("from")); err == nil && !s.allowed(ctx, st, from, to) {

@@ -164,17 +164,22 @@ func (s *Server) bounce(ctx context.Context, st *xmlel.Element, se *StanzaError)
 	if reply.Get("from") == "" {
 		reply.Set("from", s.domain.String())
 	}
-	s.routeLocalOrDrop(ctx, reply)
+	s.routeStanza(ctx, reply)
 }
 
-// routeLocalOrDrop delivers a server-generated stanza to a local full or bare
-// JID; stanzas for other domains are dropped until s2s exists.
-func (s *Server) routeLocalOrDrop(ctx context.Context, st *xmlel.Element) {
+// routeStanza delivers a server- or component-generated stanza to a local
+// full or bare JID or to a component; stanzas for other domains are dropped
+// until s2s exists.
+func (s *Server) routeStanza(ctx context.Context, st *xmlel.Element) {
 	to, err := jid.Parse(st.Get("to"))
-	if err != nil || !s.IsLocal(to) {
+	if err != nil {
 		return
 	}
 	from, _ := jid.Parse(st.Get("from"))
+	if !s.IsLocal(to) {
+		s.toComponent(ctx, st, from, to)
+		return
+	}
 	switch st.Name.Local {
 	case "message":
 		s.routeMessage(ctx, &Message{Stanza: st, From: from, To: to, Type: st.Get("type")})

@@ -58,13 +58,14 @@ type Server struct {
 	tlsDirect   *tls.Config
 	throttle    *auth.Throttle
 
-	router  router
-	conns   ipCounter
-	iq      map[iqKey]IQHandler
-	disco   discoRegistry
-	streamF []xmpp.StreamFeature // extra informational stream features
-	hooks   hooks
-	bind2   bind2Registry // XEP-0386 inline features of modules
+	router     router
+	components map[string]Component // by domain; fixed before serving
+	conns      ipCounter
+	iq         map[iqKey]IQHandler
+	disco      discoRegistry
+	streamF    []xmpp.StreamFeature // extra informational stream features
+	hooks      hooks
+	bind2      bind2Registry // XEP-0386 inline features of modules
 
 	smMu    sync.Mutex
 	smIndex map[string]*Session // resumable sessions by XEP-0198 id

@@ -49,7 +49,9 @@ func CapsNode(node string) Option { return func(h *handler) { h.node = node } }
 //   - disco#info to the server returns the server's identities, every feature
 //     registered with s.AddFeature(server.ToServer, …) and the XEP-0128 forms
 //     added with s.AddExtension (XEP-0030 §3.1);
-//   - disco#items to the server returns an empty list (XEP-0030 §4.1);
+//   - disco#items to the server lists the components (XEP-0030 §4.1: group
+//     chat, upload and other services at their own domains, see
+//     server.AddComponent);
 //   - disco#info and disco#items to an account's bare JID (or with no 'to')
 //     return the account's identity and features and an empty item list. They
 //     are answered for the account itself and for contacts with a 'from' or
@@ -100,13 +102,17 @@ func (h *handler) serverInfo(_ context.Context, iq *server.IQ) (*xmlel.Element, 
 	return infoQuery(node, ids, feats, forms), nil
 }
 
-// serverItems answers disco#items to the server (XEP-0030 §4.1): the server
-// has no items yet.
+// serverItems answers disco#items to the server (XEP-0030 §4.1): one item
+// per component domain, in name order.
 func (h *handler) serverItems(_ context.Context, iq *server.IQ) (*xmlel.Element, error) {
 	if iq.Payload.Get("node") != "" {
 		return nil, server.ErrItemNotFound
 	}
-	return xmlel.New(NSItems, "query"), nil
+	q := xmlel.New(NSItems, "query")
+	for _, d := range h.s.Components() {
+		q.Add(xmlel.New(NSItems, "item", "jid", d))
+	}
+	return q, nil
 }
 
 // account checks that the requester may discover the addressed account and

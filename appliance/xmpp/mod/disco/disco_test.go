@@ -10,6 +10,7 @@ import (
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/ping"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/xmlel"
+	"mellium.im/xmpp/jid"
 )
 
 var exampleFeatures = []string{
@@ -110,12 +111,28 @@ func TestServerItems(t *testing.T) {
 	e, h := newEnv(t)
 	ctx := context.Background()
 	res, err := h.serverItems(ctx, e.IQ("get", "alice@example.org/a", "example.org", `<query xmlns='http://jabber.org/protocol/disco#items'/>`))
-	if err != nil || res.String() != `<query xmlns="http://jabber.org/protocol/disco#items"/>` {
+	if err != nil || res.String() != `<query xmlns="http://jabber.org/protocol/disco#items"/>` { // no components
 		t.Errorf("got %v, %v", res, err)
 	}
 	_, err = h.serverItems(ctx, e.IQ("get", "alice@example.org/a", "example.org", `<query xmlns='http://jabber.org/protocol/disco#items' node='x'/>`))
 	modtest.WantCondition(t, err, "item-not-found")
+
+	// Components are the server's items.
+	for _, d := range []string{"upload.example.org", "groups.example.org"} {
+		if err := e.S.AddComponent(d, nopComponent{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err = h.serverItems(ctx, e.IQ("get", "alice@example.org/a", "example.org", `<query xmlns='http://jabber.org/protocol/disco#items'/>`))
+	want := `<query xmlns="http://jabber.org/protocol/disco#items"><item jid="groups.example.org"/><item jid="upload.example.org"/></query>`
+	if err != nil || res.String() != want {
+		t.Errorf("with components: got %v, %v", res, err)
+	}
 }
+
+type nopComponent struct{}
+
+func (nopComponent) HandleStanza(context.Context, *xmlel.Element, jid.JID, jid.JID) {}
 
 func TestAccount(t *testing.T) {
 	e, h := newEnv(t)
