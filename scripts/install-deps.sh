@@ -13,7 +13,7 @@
 # Runs apt as root, or through sudo when not root.
 set -euo pipefail
 
-PACKAGES=(gcc libc6-dev python3-slixmpp go-sendxmpp tmux profanity prosody openssl shellcheck)
+PACKAGES=(gcc libc6-dev python3-slixmpp go-sendxmpp tmux profanity prosody openssl shellcheck coturn chromium nodejs)
 STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2; knows Go 1.26
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/hearthxmpp/hearth/appliance/httpd"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/blocking"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/bookmarks"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/carbons"
@@ -20,9 +21,9 @@ import (
 )
 
 // registerModules installs the feature modules (one package per XEP family)
-// before any listener starts. It fails only on bad configuration (an invalid
+// and their HTTP handlers on web before any listener starts. It fails only on bad configuration (an invalid
 // XEP-0157 contact address).
-func registerModules(srv *server.Server, cfg *serveConfig) (*mam.Archive, error) {
+func registerModules(srv *server.Server, web *httpd.Server, cfg *serveConfig) (*mam.Archive, error) {
 	disco.Register(srv)
 	ping.Register(srv)
 	versionmod.Register(srv)

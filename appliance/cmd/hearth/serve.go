@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hearthxmpp/hearth/appliance/httpd"
 	"github.com/hearthxmpp/hearth/appliance/store"
 	"github.com/hearthxmpp/hearth/appliance/tlsutil"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
@@ -44,8 +46,8 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.c2sPort, "c2s-port", 5222, "client port, STARTTLS required (RFC 6120)")
 	fs.IntVar(&c.c2sTLSPort, "c2s-tls-port", 5223, "client port, direct TLS (XEP-0368); 0 disables")
 	fs.IntVar(&c.s2sPort, "s2s-port", 5269, "server-to-server port (federation; not served yet)")
-	fs.IntVar(&c.httpPort, "http-port", 5280, "HTTP port (web UI; not served yet)")
-	fs.IntVar(&c.httpsPort, "https-port", 5281, "HTTPS port (web UI, upload, WebSocket; not served yet)")
+	fs.IntVar(&c.httpPort, "http-port", 5280, "plain HTTP port (setup wizard on the LAN, ACME HTTP-01); 0 disables")
+	fs.IntVar(&c.httpsPort, "https-port", 5281, "HTTPS port (web client, upload, WebSocket, BOSH, admin); 0 disables")
 	fs.IntVar(&c.turnPort, "turn-port", 3478, "TURN/STUN port (not served yet)")
 	fs.IntVar(&c.limits.MaxStanzaBytes, "max-stanza-bytes", server.DefaultLimits.MaxStanzaBytes, "largest stanza accepted, bytes")
 	fs.IntVar(&c.limits.MaxConnsPerIP, "max-conns-per-ip", server.DefaultLimits.MaxConnsPerIP, "simultaneous connections per source address")
@@ -101,7 +103,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		log.Error("configuration error", "err", err)
 		return 1
 	}
-	arch, err := registerModules(srv, cfg)
+	web := httpd.New(log)
+	arch, err := registerModules(srv, web, cfg)
 	if err != nil {
 		log.Error("configuration error", "err", err)
 		return 1
@@ -128,6 +131,27 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			}
 			c2s = append(c2s, addr.String())
 		}
+		for _, l := range []struct {
+			port   int
+			secure bool
+		}{{cfg.httpPort, false}, {cfg.httpsPort, true}} {
+			if l.port == 0 {
+				continue
+			}
+			addr := net.JoinHostPort(host, strconv.Itoa(l.port))
+			var err error
+			if l.secure {
+				_, err = web.ListenTLS(addr, &tls.Config{Certificates: []tls.Certificate{*cert}})
+			} else {
+				_, err = web.Listen(addr)
+			}
+			if err != nil {
+				log.Error("listen failed", "err", err)
+				srv.Shutdown(context.Background())
+				web.Shutdown(context.Background())
+				return 1
+			}
+		}
 	}
 	fmt.Fprintf(stdout, "Hearth %s is serving %s.\n", version, cfg.domain)
 	fmt.Fprintf(stdout, "  Clients connect to %s (port %d: STARTTLS, port %d: direct TLS).\n", strings.Join(c2s, ", "), cfg.c2sPort, cfg.c2sTLSPort)
@@ -138,6 +162,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := web.Shutdown(sctx); err != nil {
+		log.Warn("HTTP shutdown incomplete", "err", err)
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown incomplete", "err", err)
 	}
