@@ -4,7 +4,11 @@
 # - Debian packages (apt-get update + install only when one is missing):
 #   gcc/libc6-dev (cgo for go-sqlite3), python3-slixmpp (for /usr/bin/python3,
 #   not a pyenv python), go-sendxmpp, tmux, profanity, prosody (reference peer
-#   only; see scripts/interop/prosody-check.sh), openssl, shellcheck (make lint).
+#   only; see scripts/interop/prosody-check.sh), openssl, shellcheck (make lint),
+#   coturn (turnutils_uclient against Hearth's TURN; STUN server of the home
+#   simulation), chromium and nodejs (browser end-to-end tests), iproute2,
+#   nftables and miniupnpd-nftables (the simulated home router,
+#   scripts/netns/home.sh).
 # - staticcheck, pinned, via `go install` into $(go env GOBIN) or $(go env GOPATH)/bin.
 # - Stops and disables the stock Prosody service that installing the package may
 #   start on 0.0.0.0:5222; Prosody instances started with --config by our own
@@ -13,7 +17,8 @@
 # Runs apt as root, or through sudo when not root.
 set -euo pipefail
 
-PACKAGES=(gcc libc6-dev python3-slixmpp go-sendxmpp tmux profanity prosody openssl shellcheck coturn chromium nodejs)
+PACKAGES=(gcc libc6-dev python3-slixmpp go-sendxmpp tmux profanity prosody openssl shellcheck coturn chromium nodejs
+	iproute2 nftables miniupnpd-nftables)
 STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2; knows Go 1.26
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
