@@ -119,6 +119,12 @@ CREATE TABLE settings (
 	schemaPush,
 	// 7: XEP-0484 FAST tokens (fast.go).
 	schemaFAST,
+	// 8: XEP-0363 upload slots and files (upload.go).
+	schemaUpload,
+	// 9: XEP-0045 multi-user chat rooms, affiliations and room archives (muc.go).
+	schemaMUC,
+	// 10: account roles, invitations (XEP-0401/XEP-0445) and circles (invite.go).
+	schemaInvites,
 }
 
 // migrate creates schema_migrations if needed and applies every migration
