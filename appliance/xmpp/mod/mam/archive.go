@@ -40,11 +40,13 @@ var wrappers = map[[2]string]bool{
 }
 
 // archivable reports whether the message st of type typ belongs in a user
-// archive (XEP-0313 §6.1.1, XEP-0334 §4): never errors, copies or messages
-// hinted no-store/no-permanent-store; always with the store hint; otherwise
-// chat and normal messages with a body or other content (see content).
+// archive (XEP-0313 §6.1.1, XEP-0334 §4): never errors, groupchat messages
+// (they belong to the room's archive, XEP-0313 §5.1.2, even with a store
+// hint copied from their sender), copies or messages hinted
+// no-store/no-permanent-store; always with the store hint; otherwise chat
+// and normal messages with a body or other content (see content).
 func archivable(st *xmlel.Element, typ string) bool {
-	if typ == "error" {
+	if typ == "error" || typ == "groupchat" {
 		return false
 	}
 	hinted, body := false, false

@@ -106,7 +106,8 @@ type Archive struct {
 // first listener starts, like every module.
 //
 // Archiving (XEP-0313 §6.1.1, XEP-0334): a message is archived when it is
-// not of type error and either carries the <store/> hint, or is of type
+// not of type error or groupchat (the room archives those) and either
+// carries the <store/> hint, or is of type
 // chat or normal (or none) and carries a <body/> or other conversation
 // content (OMEMO or OpenPGP payloads, XEP-0444 reactions, XEP-0308
 // corrections, XEP-0424 retractions, XEP-0353 call signalling, XEP-0333

@@ -298,6 +298,7 @@ func TestWhatIsArchived(t *testing.T) {
 		{"no-permanent-store", "chat", `<body>a</body><no-permanent-store xmlns='urn:xmpp:hints'/>`, false},
 		{"store hint no body", "chat", `<store xmlns='urn:xmpp:hints'/><x xmlns='urn:example'/>`, true},
 		{"store hint headline", "headline", `<store xmlns='urn:xmpp:hints'/><body>a</body>`, true},
+		{"store hint groupchat", "groupchat", `<store xmlns='urn:xmpp:hints'/><body>a</body>`, false},
 		{"store and no-store", "chat", `<store xmlns='urn:xmpp:hints'/><no-store xmlns='urn:xmpp:hints'/><body>a</body>`, false},
 		{"omemo legacy", "chat", `<encrypted xmlns='eu.siacs.conversations.axolotl'><header sid='1'/></encrypted>`, true},
 		{"omemo 2", "chat", `<encrypted xmlns='urn:xmpp:omemo:2'><header sid='1'/></encrypted>`, true},

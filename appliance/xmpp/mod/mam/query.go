@@ -46,11 +46,23 @@ func (a *Archive) query(ctx context.Context, iq *server.IQ) (*xmlel.Element, err
 	if !modutil.IsOwner(a.s, iq) {
 		return nil, server.Errorf(server.ErrForbidden, "you can only query your own archive")
 	}
+	if iq.Session == nil {
+		return nil, server.ErrServiceUnavailable
+	}
+	user := iq.From.Localpart()
+	return a.answer(ctx, iq, func(ctx context.Context, q store.ArchiveQuery) (store.ArchivePage, error) {
+		return a.s.Store().QueryArchive(ctx, user, q)
+	}, iq.Session.Send)
+}
+
+// answer parses the query iq, reads the page with read, sends the results
+// with send and returns the <fin/> (see query).
+func (a *Archive) answer(ctx context.Context, iq *server.IQ, read PageReader, send func(*xmlel.Element) bool) (*xmlel.Element, error) {
 	req, err := a.parseQuery(iq.Payload)
 	if err != nil {
 		return nil, err
 	}
-	page, err := a.s.Store().QueryArchive(ctx, iq.From.Localpart(), req.q)
+	page, err := read(ctx, req.q)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, server.Errorf(server.ErrItemNotFound, "no such message in the archive")
 	}
@@ -58,15 +70,12 @@ func (a *Archive) query(ctx context.Context, iq *server.IQ) (*xmlel.Element, err
 		return nil, err
 	}
 	a.limitBytes(&page, req.backward())
-	if iq.Session == nil {
-		return nil, server.ErrServiceUnavailable
-	}
 	for n := range page.Entries {
 		i := n
 		if req.flip {
 			i = len(page.Entries) - 1 - n
 		}
-		if !iq.Session.Send(a.result(iq, req, page.Entries[i])) {
+		if !send(a.result(iq, req, page.Entries[i])) {
 			return nil, server.ErrResourceConstraint // the session is gone
 		}
 	}
@@ -282,7 +291,14 @@ func (a *Archive) form(_ context.Context, iq *server.IQ) (*xmlel.Element, error)
 	if !modutil.IsOwner(a.s, iq) {
 		return nil, server.Errorf(server.ErrForbidden, "you can only query your own archive")
 	}
-	ns := iq.Payload.Name.Space
+	return QueryForm(iq.Payload.Name.Space), nil
+}
+
+// QueryForm returns the <query/> in namespace ns (urn:xmpp:mam:2 or
+// urn:xmpp:mam:1) carrying the query form with the fields Hearth's archives
+// accept (XEP-0313 §4.1.5), for archives of other entities such as MUC
+// rooms.
+func QueryForm(ns string) *xmlel.Element {
 	field := func(typ, name string) *xmlel.Element {
 		return xmlel.New(NSDataForm, "field", "type", typ, "var", name)
 	}
@@ -298,7 +314,7 @@ func (a *Archive) form(_ context.Context, iq *server.IQ) (*xmlel.Element, error)
 			xmlel.New("http://jabber.org/protocol/xdata-validate", "validate", "datatype", "xs:string").Add(
 				xmlel.New("http://jabber.org/protocol/xdata-validate", "open"))),
 	)
-	return xmlel.New(ns, "query").Add(x), nil
+	return xmlel.New(ns, "query").Add(x)
 }
 
 // metadata answers an archive metadata request (XEP-0313 §5): the id and
