@@ -19,7 +19,7 @@ import (
 // it increasing even after the newest rows were deleted. stanza_id is the
 // XEP-0359 stanza-id, the archive UID clients see (XEP-0313 §6.2).
 // The stamp index serves retention; queries filter on stamp without it (see
-// archiveWhere).
+// archiveTable.where).
 const schemaMAM = `
 CREATE TABLE mam_messages (
 	seq           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -196,99 +196,122 @@ func (s *Store) QueryArchive(ctx context.Context, username string, q ArchiveQuer
 		if err := requireAccount(ctx, tx, username); err != nil {
 			return err
 		}
-		where, args, err := archiveWhere(ctx, tx, username, q)
-		if err != nil {
-			return err
-		}
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM mam_messages WHERE `+where, args...).
-			Scan(&page.Count); err != nil {
-			return err
-		}
-		pageWhere, pageArgs := where, append([]any(nil), args...)
-		backward := q.Before != "" || q.Last
-		if q.After != "" {
-			seq, err := archiveSeq(ctx, tx, username, q.After)
-			if err != nil {
-				return err
-			}
-			pageWhere += ` AND seq > ?`
-			pageArgs = append(pageArgs, seq)
-		}
-		if q.Before != "" {
-			seq, err := archiveSeq(ctx, tx, username, q.Before)
-			if err != nil {
-				return err
-			}
-			pageWhere += ` AND seq < ?`
-			pageArgs = append(pageArgs, seq)
-		}
-		limit := max(q.Max, 0)
-		order, offset := "ASC", 0
-		if backward {
-			order = "DESC"
-		} else if q.After == "" {
-			offset = max(q.Index, 0)
-		}
-		// One row more than asked tells whether the page is the last one.
-		rows, err := tx.QueryContext(ctx, `SELECT seq, stanza_id, with_jid, with_resource, outgoing, stamp, stanza
-			FROM mam_messages WHERE `+pageWhere+` ORDER BY seq `+order+` LIMIT ? OFFSET ?`,
-			append(pageArgs, limit+1, offset)...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				e  ArchiveEntry
-				ms int64
-			)
-			if err := rows.Scan(&e.Seq, &e.ID, &e.With, &e.WithResource, &e.Outgoing, &ms, &e.Stanza); err != nil {
-				return err
-			}
-			e.Stamp = fromMillis(ms)
-			page.Entries = append(page.Entries, e)
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		page.Complete = len(page.Entries) <= limit
-		if !page.Complete {
-			page.Entries = page.Entries[:limit]
-		}
-		if backward {
-			for i, j := 0, len(page.Entries)-1; i < j; i, j = i+1, j-1 {
-				page.Entries[i], page.Entries[j] = page.Entries[j], page.Entries[i]
-			}
-		}
-		if len(page.Entries) > 0 {
-			return tx.QueryRowContext(ctx, `SELECT count(*) FROM mam_messages WHERE `+where+` AND seq < ?`,
-				append(args, page.Entries[0].Seq)...).Scan(&page.FirstIndex)
-		}
-		return nil
+		var err error
+		page, err = userArchive.page(ctx, tx, username, q)
+		return err
 	})
 	if err != nil {
 		return ArchivePage{}, err
 	}
-	if len(page.Entries) == 0 {
-		page.Entries = nil
-	}
 	return page, nil
 }
 
-// archiveWhere builds the WHERE clause selecting q's result set (its
-// filters, not its paging) in username's archive. The stamp conditions use
-// +stamp so SQLite walks the (username, seq) or (username, with_jid, seq)
-// index in archive order instead of sorting a stamp-index range.
-func archiveWhere(ctx context.Context, tx *sql.Tx, username string, q ArchiveQuery) (string, []any, error) {
-	conds := []string{"username = ?"}
-	args := []any{username}
-	if q.With != "" {
-		conds = append(conds, "with_jid = ?")
-		args = append(args, q.With)
-		if q.WithResource != "" {
-			conds = append(conds, "with_resource = ?")
-			args = append(args, q.WithResource)
+// archiveTable describes one archive table for the query code shared by
+// the user archive (mam_messages) and the room archive (muc_messages).
+type archiveTable struct {
+	table, owner string // table name and its owner column
+	// with and resource are the columns ArchiveQuery.With and WithResource
+	// filter on; with "" means With is not a filter here.
+	with, resource string
+	// columns selects, in order, seq, stanza_id, With, WithResource,
+	// Outgoing, stamp and stanza.
+	columns string
+	// what names an archive in errors, with the owner as its %q argument.
+	what string
+}
+
+var (
+	userArchive = archiveTable{table: "mam_messages", owner: "username", with: "with_jid", resource: "with_resource",
+		columns: "seq, stanza_id, with_jid, with_resource, outgoing, stamp, stanza", what: "archive of %q"}
+	roomArchive = archiveTable{table: "muc_messages", owner: "room", resource: "nick",
+		columns: "seq, stanza_id, real_jid, nick, 0, stamp, stanza", what: "archive of MUC room %q"}
+)
+
+// page reads one page of owner's archive selected by q inside tx (see
+// QueryArchive for the semantics and errors).
+func (t archiveTable) page(ctx context.Context, tx *sql.Tx, owner string, q ArchiveQuery) (ArchivePage, error) {
+	var page ArchivePage
+	where, args, err := t.where(ctx, tx, owner, q)
+	if err != nil {
+		return page, err
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+t.table+` WHERE `+where, args...).
+		Scan(&page.Count); err != nil {
+		return page, err
+	}
+	pageWhere, pageArgs := where, append([]any(nil), args...)
+	backward := q.Before != "" || q.Last
+	for _, b := range []struct{ id, cond string }{{q.After, " AND seq > ?"}, {q.Before, " AND seq < ?"}} {
+		if b.id == "" {
+			continue
 		}
+		seq, err := t.seq(ctx, tx, owner, b.id)
+		if err != nil {
+			return page, err
+		}
+		pageWhere += b.cond
+		pageArgs = append(pageArgs, seq)
+	}
+	limit := max(q.Max, 0)
+	order, offset := "ASC", 0
+	if backward {
+		order = "DESC"
+	} else if q.After == "" {
+		offset = max(q.Index, 0)
+	}
+	// One row more than asked tells whether the page is the last one.
+	rows, err := tx.QueryContext(ctx, `SELECT `+t.columns+` FROM `+t.table+` WHERE `+pageWhere+
+		` ORDER BY seq `+order+` LIMIT ? OFFSET ?`, append(pageArgs, limit+1, offset)...)
+	if err != nil {
+		return page, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			e  ArchiveEntry
+			ms int64
+		)
+		if err := rows.Scan(&e.Seq, &e.ID, &e.With, &e.WithResource, &e.Outgoing, &ms, &e.Stanza); err != nil {
+			return page, err
+		}
+		e.Stamp = fromMillis(ms)
+		page.Entries = append(page.Entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return page, err
+	}
+	page.Complete = len(page.Entries) <= limit
+	if !page.Complete {
+		page.Entries = page.Entries[:limit]
+	}
+	if backward {
+		for i, j := 0, len(page.Entries)-1; i < j; i, j = i+1, j-1 {
+			page.Entries[i], page.Entries[j] = page.Entries[j], page.Entries[i]
+		}
+	}
+	if len(page.Entries) == 0 {
+		page.Entries = nil
+		return page, nil
+	}
+	err = tx.QueryRowContext(ctx, `SELECT count(*) FROM `+t.table+` WHERE `+where+` AND seq < ?`,
+		append(args, page.Entries[0].Seq)...).Scan(&page.FirstIndex)
+	return page, err
+}
+
+// where builds the WHERE clause selecting q's result set (its filters, not
+// its paging) in owner's archive. The stamp conditions use +stamp so SQLite
+// walks the (owner, seq) or (owner, with, seq) index in archive order
+// instead of sorting a stamp-index range.
+func (t archiveTable) where(ctx context.Context, tx *sql.Tx, owner string, q ArchiveQuery) (string, []any, error) {
+	conds := []string{t.owner + " = ?"}
+	args := []any{owner}
+	if q.With != "" && t.with != "" {
+		conds = append(conds, t.with+" = ?")
+		args = append(args, q.With)
+	}
+	if q.WithResource != "" && (q.With != "" || t.with == "") {
+		conds = append(conds, t.resource+" = ?")
+		args = append(args, q.WithResource)
 	}
 	if !q.Start.IsZero() {
 		ms := millis(q.Start)
@@ -306,20 +329,15 @@ func archiveWhere(ctx context.Context, tx *sql.Tx, username string, q ArchiveQue
 		conds = append(conds, "+stamp <= ?")
 		args = append(args, ms)
 	}
-	if q.AfterID != "" {
-		seq, err := archiveSeq(ctx, tx, username, q.AfterID)
+	for _, b := range []struct{ id, cond string }{{q.AfterID, "seq > ?"}, {q.BeforeID, "seq < ?"}} {
+		if b.id == "" {
+			continue
+		}
+		seq, err := t.seq(ctx, tx, owner, b.id)
 		if err != nil {
 			return "", nil, err
 		}
-		conds = append(conds, "seq > ?")
-		args = append(args, seq)
-	}
-	if q.BeforeID != "" {
-		seq, err := archiveSeq(ctx, tx, username, q.BeforeID)
-		if err != nil {
-			return "", nil, err
-		}
-		conds = append(conds, "seq < ?")
+		conds = append(conds, b.cond)
 		args = append(args, seq)
 	}
 	if len(q.IDs) > 0 {
@@ -333,12 +351,12 @@ func archiveWhere(ctx context.Context, tx *sql.Tx, username string, q ArchiveQue
 		}
 		in := "stanza_id IN (?" + strings.Repeat(", ?", len(idArgs)-1) + ")"
 		var found int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM mam_messages WHERE username = ? AND `+in,
-			append([]any{username}, idArgs...)...).Scan(&found); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+t.table+` WHERE `+t.owner+` = ? AND `+in,
+			append([]any{owner}, idArgs...)...).Scan(&found); err != nil {
 			return "", nil, err
 		}
 		if found != len(idArgs) {
-			return "", nil, notFound("%d of %d archive ids in archive of %q", len(idArgs)-found, len(idArgs), username)
+			return "", nil, notFound("%d of %d archive ids in "+t.what, len(idArgs)-found, len(idArgs), owner)
 		}
 		conds = append(conds, in)
 		args = append(args, idArgs...)
@@ -346,14 +364,14 @@ func archiveWhere(ctx context.Context, tx *sql.Tx, username string, q ArchiveQue
 	return strings.Join(conds, " AND "), args, nil
 }
 
-// archiveSeq returns the archive order of the entry id of username's
-// archive, or an ErrNotFound error.
-func archiveSeq(ctx context.Context, tx *sql.Tx, username, id string) (int64, error) {
+// seq returns the archive order of the entry id of owner's archive, or an
+// ErrNotFound error.
+func (t archiveTable) seq(ctx context.Context, tx *sql.Tx, owner, id string) (int64, error) {
 	var seq int64
-	err := tx.QueryRowContext(ctx, `SELECT seq FROM mam_messages WHERE username = ? AND stanza_id = ?`,
-		username, id).Scan(&seq)
+	err := tx.QueryRowContext(ctx, `SELECT seq FROM `+t.table+` WHERE `+t.owner+` = ? AND stanza_id = ?`,
+		owner, id).Scan(&seq)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, notFound("archive id %q of %q", id, username)
+		return 0, notFound("archive id %q of "+t.what, id, owner)
 	}
 	return seq, err
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -291,152 +290,14 @@ func (s *Store) QueryMUCArchive(ctx context.Context, room string, q ArchiveQuery
 		if err := requireMUCRoom(ctx, tx, room); err != nil {
 			return err
 		}
-		where, args, err := mucArchiveWhere(ctx, tx, room, q)
-		if err != nil {
-			return err
-		}
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM muc_messages WHERE `+where, args...).
-			Scan(&page.Count); err != nil {
-			return err
-		}
-		pageWhere, pageArgs := where, append([]any(nil), args...)
-		backward := q.Before != "" || q.Last
-		for _, b := range []struct {
-			id, cond string
-		}{{q.After, " AND seq > ?"}, {q.Before, " AND seq < ?"}} {
-			if b.id == "" {
-				continue
-			}
-			seq, err := mucArchiveSeq(ctx, tx, room, b.id)
-			if err != nil {
-				return err
-			}
-			pageWhere += b.cond
-			pageArgs = append(pageArgs, seq)
-		}
-		limit := max(q.Max, 0)
-		order, offset := "ASC", 0
-		if backward {
-			order = "DESC"
-		} else if q.After == "" {
-			offset = max(q.Index, 0)
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT seq, stanza_id, real_jid, nick, stamp, stanza
-			FROM muc_messages WHERE `+pageWhere+` ORDER BY seq `+order+` LIMIT ? OFFSET ?`,
-			append(pageArgs, limit+1, offset)...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				e  ArchiveEntry
-				ms int64
-			)
-			if err := rows.Scan(&e.Seq, &e.ID, &e.With, &e.WithResource, &ms, &e.Stanza); err != nil {
-				return err
-			}
-			e.Stamp = fromMillis(ms)
-			page.Entries = append(page.Entries, e)
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		page.Complete = len(page.Entries) <= limit
-		if !page.Complete {
-			page.Entries = page.Entries[:limit]
-		}
-		if backward {
-			for i, j := 0, len(page.Entries)-1; i < j; i, j = i+1, j-1 {
-				page.Entries[i], page.Entries[j] = page.Entries[j], page.Entries[i]
-			}
-		}
-		if len(page.Entries) > 0 {
-			return tx.QueryRowContext(ctx, `SELECT count(*) FROM muc_messages WHERE `+where+` AND seq < ?`,
-				append(args, page.Entries[0].Seq)...).Scan(&page.FirstIndex)
-		}
-		return nil
+		var err error
+		page, err = roomArchive.page(ctx, tx, room, q)
+		return err
 	})
 	if err != nil {
 		return ArchivePage{}, err
 	}
-	if len(page.Entries) == 0 {
-		page.Entries = nil
-	}
 	return page, nil
-}
-
-// mucArchiveWhere builds the WHERE clause selecting q's result set in
-// room's archive (see archiveWhere for the user archive).
-func mucArchiveWhere(ctx context.Context, tx *sql.Tx, room string, q ArchiveQuery) (string, []any, error) {
-	conds := []string{"room = ?"}
-	args := []any{room}
-	if q.WithResource != "" {
-		conds = append(conds, "nick = ?")
-		args = append(args, q.WithResource)
-	}
-	if !q.Start.IsZero() {
-		ms := millis(q.Start)
-		if q.Start.After(fromMillis(ms)) {
-			ms++
-		}
-		conds = append(conds, "+stamp >= ?")
-		args = append(args, ms)
-	}
-	if !q.End.IsZero() {
-		ms := millis(q.End)
-		if q.End.Before(fromMillis(ms)) {
-			ms--
-		}
-		conds = append(conds, "+stamp <= ?")
-		args = append(args, ms)
-	}
-	for _, b := range []struct {
-		id, cond string
-	}{{q.AfterID, "seq > ?"}, {q.BeforeID, "seq < ?"}} {
-		if b.id == "" {
-			continue
-		}
-		seq, err := mucArchiveSeq(ctx, tx, room, b.id)
-		if err != nil {
-			return "", nil, err
-		}
-		conds = append(conds, b.cond)
-		args = append(args, seq)
-	}
-	if len(q.IDs) > 0 {
-		distinct := make(map[string]bool, len(q.IDs))
-		idArgs := make([]any, 0, len(q.IDs))
-		for _, id := range q.IDs {
-			if !distinct[id] {
-				distinct[id] = true
-				idArgs = append(idArgs, id)
-			}
-		}
-		in := "stanza_id IN (?" + strings.Repeat(", ?", len(idArgs)-1) + ")"
-		var found int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM muc_messages WHERE room = ? AND `+in,
-			append([]any{room}, idArgs...)...).Scan(&found); err != nil {
-			return "", nil, err
-		}
-		if found != len(idArgs) {
-			return "", nil, notFound("%d of %d archive ids in archive of MUC room %q", len(idArgs)-found, len(idArgs), room)
-		}
-		conds = append(conds, in)
-		args = append(args, idArgs...)
-	}
-	return strings.Join(conds, " AND "), args, nil
-}
-
-// mucArchiveSeq returns the archive order of the entry id of room's
-// archive, or an ErrNotFound error.
-func mucArchiveSeq(ctx context.Context, tx *sql.Tx, room, id string) (int64, error) {
-	var seq int64
-	err := tx.QueryRowContext(ctx, `SELECT seq FROM muc_messages WHERE room = ? AND stanza_id = ?`, room, id).Scan(&seq)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, notFound("archive id %q of MUC room %q", id, room)
-	}
-	return seq, err
 }
 
 // PruneMUCArchive deletes the archived messages of every room whose Stamp
