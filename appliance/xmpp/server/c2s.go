@@ -61,6 +61,13 @@ func (s *Server) serveC2S(ctx context.Context, raw net.Conn, directTLS bool) {
 		conn = &wsFilterConn{Conn: tc, tls: tc}
 		state = xmpp.Secure
 	}
+	if sc, ok := raw.(securedConn); ok {
+		// RFC 7395 WebSocket, XEP-0206 BOSH (framing.go): HTTPS below the
+		// transport already secures the stream, so no STARTTLS; channel
+		// binding uses the transport's TLS state.
+		conn = &tlsStateConn{Conn: conn, state: sc.transportTLS()}
+		state = xmpp.Secure
+	}
 	sess := &Session{srv: s, lc: lc, ip: ip, log: log, writing: true}
 	cc := &c2sConn{srv: s, sess: sess}
 
@@ -115,6 +122,12 @@ func (cc *c2sConn) streamConfig(xs *xmpp.Session, _ *xmpp.StreamConfig) xmpp.Str
 	var cb *tls.Certificate
 	if state&xmpp.Secure != 0 {
 		cb = cc.srv.cert
+		if cc.srv.getCert != nil {
+			// The certificate this handshake presented; nil after a
+			// resumed TLS session (no certificate sent), which then
+			// offers tls-exporter only.
+			cb = cc.sess.lc.served.Load()
+		}
 	}
 	// One Authenticator serves the classic SASL feature and SASL2
 	// (XEP-0388), so both offer the same mechanisms and channel bindings.
@@ -139,6 +152,7 @@ func (cc *c2sConn) streamConfig(xs *xmpp.Session, _ *xmpp.StreamConfig) xmpp.Str
 		infoFeature(xml.Name{Space: "urn:xmpp:features:pre-approval", Local: "sub"}),
 	}
 	features = append(features, cc.srv.streamF...)
+	features = append(features, cc.preAuthFeatures()...)
 	return xmpp.StreamConfig{Lang: "en", Features: features}
 }
 
@@ -230,6 +244,8 @@ func (cc *c2sConn) fail(conn net.Conn, err error, timedOut bool) {
 	switch {
 	case err == nil:
 		se = newStreamError(stream.NotAuthorized, "negotiation ended without a bound resource")
+	case errors.As(err, &se):
+		// A web transport's framing violation (framing.go).
 	case timedOut || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		se = newStreamError(stream.ConnectionTimeout, "authentication took too long")
 	case errors.Is(err, errStanzaTooBig):
@@ -354,6 +370,8 @@ func (s *Server) readError(sess *Session, err error) (se *streamError, lost bool
 	switch {
 	case errors.Is(err, io.EOF):
 		return &streamError{}, false // peer closed its stream: answer with our close tag
+	case errors.As(err, &se):
+		return se, false // a web transport's framing violation (framing.go)
 	case errors.Is(err, errStanzaTooBig):
 		return newStreamError(stream.PolicyViolation, "stanza too large (limit "+itoa(int64(s.limits.MaxStanzaBytes))+" bytes)"), false
 	case errors.Is(err, xmlel.ErrRestrictedXML):

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -126,6 +128,9 @@ type limitConn struct {
 	rate   float64 // bytes per second
 	tokens float64
 	last   time.Time
+	// served is the certificate presented in this connection's TLS
+	// handshake when it was chosen by Config.GetCertificate.
+	served atomic.Pointer[tls.Certificate]
 }
 
 func newLimitConn(c net.Conn, budget, rate int) *limitConn {

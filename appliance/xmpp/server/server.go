@@ -25,7 +25,8 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// Config configures a Server. Domain, Store and Certificate are required.
+// Config configures a Server. Domain, Store and Certificate or
+// GetCertificate are required.
 type Config struct {
 	// Domain is the XMPP domain served (RFC 6120 §2.1), e.g. "example.org".
 	Domain string
@@ -33,6 +34,11 @@ type Config struct {
 	Store *store.Store
 	// Certificate is the TLS certificate for c2s (and later s2s/HTTPS).
 	Certificate *tls.Certificate
+	// GetCertificate, if set, chooses the certificate at each TLS handshake
+	// instead of Certificate (hot-swapped ACME certificates, package
+	// appliance/certs). The tls-server-end-point channel binding (RFC 5929
+	// §4) then uses the certificate served in that connection's handshake.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// Limits bound per-connection resource use; zero fields use DefaultLimits.
 	Limits Limits
 	// Version is reported by XEP-0092 software version and logs.
@@ -48,6 +54,7 @@ type Server struct {
 	domain  jid.JID
 	store   *store.Store
 	cert    *tls.Certificate
+	getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error) // Config.GetCertificate
 	limits  Limits
 	version string
 	log     *slog.Logger
@@ -64,8 +71,10 @@ type Server struct {
 	iq         map[iqKey]IQHandler
 	disco      discoRegistry
 	streamF    []xmpp.StreamFeature // extra informational stream features
+	preauth    preAuth              // IQs before authentication, such as registration (preauth.go)
 	hooks      hooks
 	bind2      bind2Registry // XEP-0386 inline features of modules
+	web        webRegistry   // WebSocket and BOSH connections (framing.go)
 
 	smMu    sync.Mutex
 	smIndex map[string]*Session // resumable sessions by XEP-0198 id
@@ -83,8 +92,8 @@ type Server struct {
 // core handlers (roster, session, bind-related IQs); feature modules are added
 // by the caller before serving.
 func New(cfg Config) (*Server, error) {
-	if cfg.Store == nil || cfg.Certificate == nil {
-		return nil, errors.New("server: Store and Certificate are required")
+	if cfg.Store == nil || (cfg.Certificate == nil && cfg.GetCertificate == nil) {
+		return nil, errors.New("server: Store and Certificate or GetCertificate are required")
 	}
 	d, err := jid.Parse(cfg.Domain)
 	if err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
@@ -94,6 +103,7 @@ func New(cfg Config) (*Server, error) {
 		domain:  d,
 		store:   cfg.Store,
 		cert:    cfg.Certificate,
+		getCert: cfg.GetCertificate,
 		limits:  cfg.Limits.withDefaults(),
 		version: cfg.Version,
 		log:     cfg.Logger,
@@ -113,9 +123,11 @@ func New(cfg Config) (*Server, error) {
 	s.router.users = make(map[string]*userSessions)
 	s.smIndex = make(map[string]*Session)
 	s.throttle = auth.NewThrottle(s.limits.LoginFailures, s.limits.LoginWindow)
-	base := &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{*cfg.Certificate},
+	base := &tls.Config{MinVersion: tls.VersionTLS12}
+	if s.getCert != nil {
+		base.GetCertificate = s.serveCertificate
+	} else {
+		base.Certificates = []tls.Certificate{*cfg.Certificate}
 	}
 	s.tlsStartTLS = base.Clone()
 	s.tlsDirect = base.Clone()
@@ -124,6 +136,20 @@ func New(cfg Config) (*Server, error) {
 	s.disco.init()
 	s.registerCore()
 	return s, nil
+}
+
+// serveCertificate is the c2s tls.Config GetCertificate when
+// Config.GetCertificate is set: it remembers the certificate on the
+// connection (ClientHelloInfo.Conn is our limitConn) for the
+// tls-server-end-point channel binding.
+func (s *Server) serveCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c, err := s.getCert(hello)
+	if err == nil && c != nil {
+		if lc, ok := hello.Conn.(*limitConn); ok {
+			lc.served.Store(c)
+		}
+	}
+	return c, err
 }
 
 // Domain returns the served domain as a JID.

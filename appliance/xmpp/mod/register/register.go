@@ -1,8 +1,9 @@
-// Package register implements the part of XEP-0077 In-Band Registration that
-// Hearth offers: an authenticated user changing their own password. New
-// accounts are created by the administrator only, so in-band registration is
-// never advertised as a stream feature (XEP-0077 §8), and requests from
-// unauthenticated streams never reach the IQ handlers.
+// Package register implements XEP-0077 In-Band Registration: an
+// authenticated user changing their own password (Register), and, with
+// EnableInBand, account creation on a secure stream before authentication
+// (XEP-0077 §3) through invitation tokens (XEP-0445, XEP-0401) or, when the
+// operator opened registration, without one. Registration is closed by
+// default: invitations only.
 package register
 
 import (
