@@ -72,7 +72,7 @@ templ-check:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-test-slow: deps
+test-slow: deps webclient
 	HEARTH_INTEROP=1 HEARTH_SLOW=1 $(GO) test -count=1 -timeout 60m ./...
 
 # The SD-card image (scripts/image.sh), its boot test (scripts/image-test.sh,
@@ -82,16 +82,16 @@ DEVICE ?= hearth
 image-deps:
 	scripts/install-image-deps.sh
 
-image: image-deps
+image: image-deps webclient
 	scripts/image.sh build
 
-update: image-deps
+update: image-deps webclient
 	UPDATE_HOST=$(DEVICE) scripts/image.sh update
 
-image-test:
+image-test: webclient
 	HEARTH_IMAGE_TEST=1 $(GO) test -count=1 -v -timeout 30m -run TestImageQEMU ./image/imagetest/
 
-release: image-deps
+release: image-deps webclient
 	scripts/release.sh
 
 clean:
