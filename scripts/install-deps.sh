@@ -8,7 +8,8 @@
 #   coturn (turnutils_uclient against Hearth's TURN; STUN server of the home
 #   simulation), chromium and nodejs (browser end-to-end tests), iproute2,
 #   nftables and miniupnpd-nftables (the simulated home router,
-#   scripts/netns/home.sh).
+#   scripts/netns/home.sh), knot and pebble (RFC 2136 DNS and ACME test servers,
+#   started by the tests themselves).
 # - staticcheck, pinned, via `go install` into $(go env GOBIN) or $(go env GOPATH)/bin.
 # - Stops and disables the stock Prosody service that installing the package may
 #   start on 0.0.0.0:5222; Prosody instances started with --config by our own
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 PACKAGES=(gcc libc6-dev python3-slixmpp go-sendxmpp tmux profanity prosody openssl shellcheck coturn chromium nodejs
-	iproute2 nftables miniupnpd-nftables)
+	iproute2 nftables miniupnpd-nftables knot pebble)
 STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2; knows Go 1.26
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
@@ -116,3 +117,15 @@ else
 	log "installing staticcheck ${STATICCHECK_VERSION} into $gobin"
 	(cd / && "$GO" install "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}")
 fi
+
+# --- npm packages of the browser and WebSocket tests -----------------------------
+# Each test harness under scripts/ pins its packages in a package-lock.json;
+# node_modules is not committed. Reinstall only when the lock changed.
+repo=$(cd "$(dirname "$0")/.." && pwd)
+while IFS= read -r lock; do
+	dir=$(dirname "$lock")
+	if [[ ! -f "$dir/node_modules/.package-lock.json" || "$lock" -nt "$dir/node_modules/.package-lock.json" ]]; then
+		log "npm ci in ${dir#"$repo"/}"
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+	fi
+done < <(find "$repo/scripts" -name package-lock.json -not -path '*/node_modules/*')

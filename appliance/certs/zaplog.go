@@ -1,0 +1,67 @@
+package certs
+
+import (
+	"context"
+	"log/slog"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// slogCore forwards certmagic's zap logs to our slog logger. certmagic is
+// chatty at Info (locks, rate limiter, each ACME step), so zap Info becomes
+// slog Debug; warnings and errors become Warn, since the Manager logs the
+// outcome of each attempt itself.
+type slogCore struct {
+	log    *slog.Logger
+	fields []zapcore.Field
+}
+
+func newZapLogger(log *slog.Logger) *zap.Logger {
+	return zap.New(&slogCore{log: log})
+}
+
+func slogLevel(l zapcore.Level) slog.Level {
+	switch {
+	case l >= zapcore.WarnLevel:
+		return slog.LevelWarn
+	default:
+		return slog.LevelDebug
+	}
+}
+
+func (c *slogCore) Enabled(l zapcore.Level) bool {
+	return c.log.Enabled(context.Background(), slogLevel(l))
+}
+
+func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
+	return &slogCore{log: c.log, fields: append(append([]zapcore.Field(nil), c.fields...), fields...)}
+}
+
+func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	enc := zapcore.NewMapObjectEncoder()
+	for _, f := range c.fields {
+		f.AddTo(enc)
+	}
+	for _, f := range fields {
+		f.AddTo(enc)
+	}
+	attrs := make([]any, 0, 2*len(enc.Fields)+2)
+	if e.LoggerName != "" {
+		attrs = append(attrs, "logger", e.LoggerName)
+	}
+	for k, v := range enc.Fields {
+		attrs = append(attrs, k, v)
+	}
+	c.log.Log(context.Background(), slogLevel(e.Level), "acme: "+e.Message, attrs...)
+	return nil
+}
+
+func (c *slogCore) Sync() error { return nil }
