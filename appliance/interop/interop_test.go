@@ -148,6 +148,7 @@ type server struct {
 	data    string // --data as passed (relative to workDir or absolute)
 	c2s     int    // STARTTLS port
 	c2sTLS  int    // direct TLS port
+	https   int    // HTTPS port (0 when not served)
 	logPath string // stdout+stderr of the server
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when the process has exited
@@ -277,13 +278,14 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// startFresh starts hearth with every port on a free loopback port.
-func startFresh(t *testing.T) *server {
+// startFresh starts hearth with every port on a free loopback port, plus
+// extra flags.
+func startFresh(t *testing.T, extra ...string) *server {
 	t.Helper()
 	requireHearth(t)
-	p := freePorts(t, 6)
-	s := &server{workDir: t.TempDir(), data: "data", c2s: p[0], c2sTLS: p[1]}
-	startServer(t, s, "serve",
+	p := freePorts(t, 8)
+	s := &server{workDir: t.TempDir(), data: "data", c2s: p[0], c2sTLS: p[1], https: p[4]}
+	args := []string{"serve",
 		"--data", s.dataDir(),
 		"--domain", domain,
 		"--listen", "127.0.0.1",
@@ -293,7 +295,11 @@ func startFresh(t *testing.T) *server {
 		"--http-port", strconv.Itoa(p[3]),
 		"--https-port", strconv.Itoa(p[4]),
 		"--turn-port", strconv.Itoa(p[5]),
-	)
+		"--turns-port", strconv.Itoa(p[6]),
+		"--proxy65-port", strconv.Itoa(p[7]),
+	}
+	startServer(t, s, append(args, extra...)...)
+	s.waitListening(t, s.https)
 	return s
 }
 

@@ -103,6 +103,10 @@ type Config struct {
 	// Logger receives one line per registration and invitation change
 	// (never a token or password); nil means slog.Default().
 	Logger *slog.Logger
+	// Registered, if set, is called after every account registered
+	// through Redeem or RegisterOpen, with its username (the web UI sends
+	// the welcome message from it).
+	Registered func(ctx context.Context, username string)
 }
 
 // Service applies the invitation rules. It is safe for concurrent use.
@@ -112,6 +116,8 @@ type Service struct {
 	roster Roster
 	now    func() time.Time
 	log    *slog.Logger
+	// registered is Config.Registered.
+	registered func(ctx context.Context, username string)
 }
 
 // New returns a Service for cfg. It panics without Store or with an
@@ -124,7 +130,7 @@ func New(cfg Config) *Service {
 	if err != nil || cfg.Domain == "" {
 		panic(fmt.Sprintf("invite: invalid domain %q", cfg.Domain))
 	}
-	s := &Service{st: cfg.Store, domain: d.Domainpart(), roster: cfg.Roster, now: cfg.Now, log: cfg.Logger}
+	s := &Service{st: cfg.Store, domain: d.Domainpart(), roster: cfg.Roster, now: cfg.Now, log: cfg.Logger, registered: cfg.Registered}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -366,6 +372,9 @@ func (s *Service) Redeem(ctx context.Context, token, username, password string, 
 	}
 	s.log.Info("account registered with an invitation", "user", user, "inviter", inv.Inviter, "role", inv.Role)
 	s.connect(ctx, user, inv)
+	if s.registered != nil {
+		s.registered(ctx, user)
+	}
 	return user, inv, nil
 }
 
@@ -393,6 +402,9 @@ func (s *Service) RegisterOpen(ctx context.Context, username, password string) (
 		return "", err
 	}
 	s.log.Info("account registered (open registration)", "user", user)
+	if s.registered != nil {
+		s.registered(ctx, user)
+	}
 	return user, nil
 }
 

@@ -125,6 +125,8 @@ CREATE TABLE settings (
 	schemaMUC,
 	// 10: account roles, invitations (XEP-0401/XEP-0445) and circles (invite.go).
 	schemaInvites,
+	// 11: account deletions with a grace period, password reset links (accountadmin.go).
+	schemaAccountAdmin,
 }
 
 // migrate creates schema_migrations if needed and applies every migration

@@ -2,6 +2,10 @@
 //
 //	hearth serve [flags]              run the server
 //	hearth user add|passwd|del|list   manage accounts (works while the server runs)
+//	hearth invite create|list|revoke  invitations (XEP-0401): link, xmpp: URI, QR code
+//	hearth netcheck [flags]           can the internet reach this server? (router, NAT, ports)
+//	hearth backup FILE                the data directory as .tar.gz, while the server runs
+//	hearth export JID [FILE]          one account's data in the XEP-0227 format
 //	hearth version                    print the version
 package main
 
@@ -26,6 +30,14 @@ Usage:
   hearth user passwd JID [--data DIR]   set a new password (stdin or generated)
   hearth user del JID [--data DIR]      delete an account and all its data
   hearth user list [--data DIR]         list accounts
+  hearth invite create [--reusable --uses N --expires 7d --role normal --circle NAME --note TEXT]
+                                        make an invitation: prints its link, xmpp: URI and QR code
+  hearth invite list|revoke [--data DIR]   list invitations, revoke one (by token or link)
+  hearth netcheck [--port-mapping auto] [--json]   map the router's ports and tell whether
+                                        the internet can reach this server (CGNAT, double NAT...)
+  hearth backup FILE.tar.gz [--data DIR] [--no-uploads]   the data directory with a consistent
+                                        database snapshot, while the server runs
+  hearth export JID [FILE.xml] [--data DIR] [--archive]   one account's data (XEP-0227)
   hearth version                        print the version
 `
 
@@ -39,6 +51,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case "user":
 		return userCmd(args[1:], stdin, stdout, stderr)
+	case "invite":
+		return inviteCmd(args[1:], stdout, stderr)
+	case "netcheck":
+		return netcheck(args[1:], stdout, stderr)
+	case "backup":
+		return backupCmd(args[1:], stdout, stderr)
+	case "export":
+		return exportCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "hearth", version)
 		return 0

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,12 +19,16 @@ import (
 	"github.com/hearthxmpp/hearth/appliance/httpd"
 	"github.com/hearthxmpp/hearth/appliance/store"
 	"github.com/hearthxmpp/hearth/appliance/tlsutil"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/upload"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
+	"github.com/hearthxmpp/hearth/ddns/mdns"
+	"github.com/hearthxmpp/hearth/ddns/portmap"
 )
 
 // serveConfig is everything `hearth serve` takes from its flags.
 type serveConfig struct {
 	data, domain, listen, logLevel string
+	portMapping, mdnsHost          string
 	c2sPort, c2sTLSPort            int
 	s2sPort, httpPort, httpsPort   int
 	turnPort                       int
@@ -33,6 +36,28 @@ type serveConfig struct {
 	pushContent                    bool
 	limits                         server.Limits
 	contacts                       map[string][]string
+	// portmap keeps the router's port mappings (nil with --port-mapping
+	// off); the web pages' reachability check refreshes and reads it.
+	portmap *portmap.Manager
+	// ACME certificates and dynamic DNS (acme.go).
+	acme acmeSetup
+	// TURN/STUN, XEP-0215 and the XEP-0065 proxy (calls.go).
+	calls callsSetup
+	// Invitations, registration and the web pages (web.go).
+	ui uiSetup
+	// XEP-0045 group chat (mod/muc): the service's domain.
+	mucDomain string
+	// XEP-0363 file upload (mod/upload).
+	uploadDomain, uploadURL    string
+	uploadMaxFile, uploadQuota upload.ByteSize
+	uploadCap                  upload.ByteSize
+	uploadRetention            time.Duration
+	// Public base URL of the HTTPS server, for XEP-0156 discovery (webxmpp.go).
+	publicURL string
+	// jobs are background jobs registerModules adds (retention passes):
+	// serve starts them with the listeners and waits for them before the
+	// store closes.
+	jobs []func(context.Context) <-chan struct{}
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -43,17 +68,28 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.StringVar(&c.domain, "domain", "localhost", "XMPP domain served")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1", "comma-separated addresses to listen on (0.0.0.0 and :: for all)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.portMapping, "port-mapping", "off", "ask the home router to forward the public ports: auto, upnp, natpmp or off")
+	fs.StringVar(&c.mdnsHost, "mdns-host", "", "announce HOST.local and the XMPP and web services on the LAN with mDNS (e.g. hearth); empty: off")
 	fs.IntVar(&c.c2sPort, "c2s-port", 5222, "client port, STARTTLS required (RFC 6120)")
 	fs.IntVar(&c.c2sTLSPort, "c2s-tls-port", 5223, "client port, direct TLS (XEP-0368); 0 disables")
 	fs.IntVar(&c.s2sPort, "s2s-port", 5269, "server-to-server port (federation; not served yet)")
 	fs.IntVar(&c.httpPort, "http-port", 5280, "plain HTTP port (setup wizard on the LAN, ACME HTTP-01); 0 disables")
 	fs.IntVar(&c.httpsPort, "https-port", 5281, "HTTPS port (web client, upload, WebSocket, BOSH, admin); 0 disables")
-	fs.IntVar(&c.turnPort, "turn-port", 3478, "TURN/STUN port (not served yet)")
+	fs.IntVar(&c.turnPort, "turn-port", 3478, "STUN/TURN port, UDP and TCP (calls); 0 disables STUN/TURN and XEP-0215")
 	fs.IntVar(&c.limits.MaxStanzaBytes, "max-stanza-bytes", server.DefaultLimits.MaxStanzaBytes, "largest stanza accepted, bytes")
 	fs.IntVar(&c.limits.MaxConnsPerIP, "max-conns-per-ip", server.DefaultLimits.MaxConnsPerIP, "simultaneous connections per source address")
 	fs.DurationVar(&c.limits.AuthTimeout, "auth-timeout", server.DefaultLimits.AuthTimeout, "time allowed from connect to bound resource")
 	fs.DurationVar(&c.limits.ResumeTimeout, "sm-resume-timeout", server.DefaultLimits.ResumeTimeout, "how long a dropped mobile session stays resumable (XEP-0198)")
 	fs.DurationVar(&c.mamRetention, "mam-retention", 30*24*time.Hour, "how long message archives (XEP-0313) are kept; 0 keeps them forever")
+	fs.StringVar(&c.mucDomain, "muc-domain", "", "domain of the group chat service (XEP-0045); default groups.DOMAIN")
+	c.uploadMaxFile, c.uploadQuota = upload.DefaultMaxFileSize, upload.DefaultDailyQuota
+	fs.StringVar(&c.uploadDomain, "upload-domain", "", "domain of the file upload service (XEP-0363); default upload.DOMAIN")
+	fs.StringVar(&c.uploadURL, "upload-url", "", "base URL of upload links; default https://DOMAIN:HTTPS-PORT")
+	fs.Var(&c.uploadMaxFile, "upload-max-file-size", "largest file accepted for upload (bytes, or with KiB, MiB, GiB...)")
+	fs.Var(&c.uploadQuota, "upload-quota-daily", "bytes one account may upload per 24 hours; 0: no quota")
+	fs.Var(&c.uploadCap, "upload-storage-cap", "bytes all uploaded files may take together; 0: no cap (a free-disk reserve still applies)")
+	fs.DurationVar(&c.uploadRetention, "upload-retention", upload.DefaultRetention, "how long uploaded files are kept; 0 keeps them forever")
+	fs.StringVar(&c.publicURL, "public-url", "", "public base URL of the HTTPS server, announced for WebSocket and BOSH (XEP-0156); default https://DOMAIN:HTTPS-PORT")
 	fs.BoolVar(&c.pushContent, "push-include-content", false, "put sender and message text into push notifications (XEP-0357); off keeps them away from the phone vendors' push services")
 	fs.IntVar(&c.limits.MaxOfflinePerUser, "max-offline", server.DefaultLimits.MaxOfflinePerUser, "offline messages kept per account")
 	for _, kind := range []string{"admin", "abuse", "support", "security", "feedback", "sales", "status"} {
@@ -63,6 +99,9 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 			return nil
 		})
 	}
+	c.acme.register(fs)
+	c.calls.register(fs)
+	c.ui.register(fs)
 	return fs, c
 }
 
@@ -70,6 +109,12 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 func serve(args []string, stdout, stderr io.Writer) int {
 	fs, cfg := serveFlags(stderr)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	switch cfg.portMapping {
+	case "off", "auto", "upnp", "natpmp":
+	default:
+		fmt.Fprintf(stderr, "hearth: bad --port-mapping %q: want auto, upnp, natpmp or off\n", cfg.portMapping)
 		return 2
 	}
 	var level slog.Level
@@ -97,15 +142,20 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	srv, err := server.New(server.Config{
 		Domain: cfg.domain, Store: st, Certificate: cert, Limits: cfg.limits,
-		Version: version, Logger: log,
+		Version: version, Logger: log, GetCertificate: cfg.acme.getCertificate(cert),
 	})
 	if err != nil {
 		log.Error("configuration error", "err", err)
 		return 1
 	}
+	cfg.portmap = newPortMapper(cfg, log)
 	web := httpd.New(log)
 	arch, err := registerModules(srv, web, cfg)
 	if err != nil {
+		log.Error("configuration error", "err", err)
+		return 1
+	}
+	if err := cfg.acme.setup(cfg, srv, web, st, log); err != nil {
 		log.Error("configuration error", "err", err)
 		return 1
 	}
@@ -113,6 +163,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	archDone := arch.Start(ctx)
+	var jobsDone []<-chan struct{}
+	for _, start := range cfg.jobs {
+		jobsDone = append(jobsDone, start(ctx))
+	}
 	var c2s []string
 	for _, host := range strings.Split(cfg.listen, ",") {
 		host = strings.TrimSpace(host)
@@ -141,7 +195,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			addr := net.JoinHostPort(host, strconv.Itoa(l.port))
 			var err error
 			if l.secure {
-				_, err = web.ListenTLS(addr, &tls.Config{Certificates: []tls.Certificate{*cert}})
+				_, err = web.ListenTLS(addr, cfg.acme.httpsConfig(cert))
 			} else {
 				_, err = web.Listen(addr)
 			}
@@ -157,6 +211,24 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "  Clients connect to %s (port %d: STARTTLS, port %d: direct TLS).\n", strings.Join(c2s, ", "), cfg.c2sPort, cfg.c2sTLSPort)
 	fmt.Fprintf(stdout, "  The certificate is self-signed (%s): tell your client to trust it.\n", filepath.Join(cfg.data, "tls", "cert.pem"))
 	fmt.Fprintf(stdout, "  Add an account: hearth user add alice@%s --data %s\n", cfg.domain, cfg.data)
+	if cfg.acme.acme {
+		fmt.Fprintf(stdout, "  ACME is on: the CA's certificate replaces the self-signed one once issued.\n")
+	}
+	// ACME and dynamic DNS start once the listeners are up (HTTP-01).
+	defer cfg.acme.start(ctx)()
+
+	if cfg.portmap != nil {
+		// Run removes the mappings once ctx ends; wait for that.
+		defer startPortMapping(ctx, cfg.portmap)()
+	}
+	if cfg.mdnsHost != "" {
+		go func() {
+			err := mdns.Advertise(ctx, mdns.Config{Host: cfg.mdnsHost, Domain: cfg.domain, C2SPort: cfg.c2sPort, HTTPPort: cfg.httpPort, Logger: log})
+			if err != nil {
+				log.Warn("mDNS announcement stopped", "err", err)
+			}
+		}()
+	}
 
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -169,6 +241,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		log.Warn("shutdown incomplete", "err", err)
 	}
 	<-archDone // the retention job stopped with ctx; the store closes after it
+	for _, done := range jobsDone {
+		<-done
+	}
 	return 0
 }
 

@@ -227,6 +227,13 @@ func (cc *c2sConn) bind(_ jid.JID, resource string) (jid.JID, error) {
 		old.log.Info("resource conflict: replaced by a new session")
 		old.Terminate(newStreamError(stream.Conflict, "replaced by new connection"))
 	}
+	if cc.srv.isClosing() {
+		// Server.Shutdown sets closing before it ends the routed sessions,
+		// so a session bound after that scan is seen here: it ends like the
+		// others, with system-shutdown after the bind reply (RFC 6120
+		// §4.9.3.19), instead of living on while Shutdown waits for it.
+		sess.Terminate(newStreamError(streamSystemShutdown, "server shutting down"))
+	}
 	return full, nil
 }
 

@@ -634,6 +634,22 @@ func (s *Server) ShutdownWeb() {
 	}
 	r.mu.Unlock()
 	se := newStreamError(streamSystemShutdown, "server shutting down")
+	// Bound sessions (also those whose negotiation has not handed the
+	// connection to the writer yet: Terminate queues the error for it).
+	s.terminateWebSessions(conns, se)
+	for _, abort := range conns {
+		abort(se) // still negotiating
+	}
+	// A stream whose resource got bound after the scan above was aborted
+	// with se already; its session must still end (not hibernate when the
+	// reader sees the closed connection). One bound later fails its bind
+	// reply on the closed connection and never goes live.
+	s.terminateWebSessions(conns, se)
+}
+
+// terminateWebSessions ends with se each routed session whose connection is
+// one of conns, and removes those connections from conns.
+func (s *Server) terminateWebSessions(conns map[*webConn]func(*streamError), se *streamError) {
 	for _, sess := range s.router.all() {
 		sess.outMu.Lock()
 		var wc *webConn
@@ -645,8 +661,5 @@ func (s *Server) ShutdownWeb() {
 			delete(conns, wc)
 			sess.Terminate(se)
 		}
-	}
-	for _, abort := range conns {
-		abort(se) // still negotiating
 	}
 }

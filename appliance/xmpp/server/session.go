@@ -122,9 +122,12 @@ func (s *Session) sendLocked(st *xmlel.Element) bool {
 		}
 		s.sm.outH++
 		s.sm.unacked = append(s.sm.unacked, unackedStanza{h: s.sm.outH, el: st, b: b, at: s.srv.now()})
-		if s.conn == nil {
+		if s.conn == nil && s.sm.timer != nil {
 			return true // hibernated: kept for resumption
 		}
+		// Still negotiating (XEP-0386 Bind 2 enabled stream management
+		// before startWriting): queued like on a live connection, or the
+		// stanza would be counted but never sent.
 	}
 	if s.queued+len(b) > s.srv.limits.SendQueueBytes {
 		s.log.Warn("send queue full, ending session", "queued_bytes", s.queued)
@@ -217,7 +220,9 @@ func (s *Session) writeLoop() {
 // Terminate ends the session with a stream error (RFC 6120 §4.9): the error and
 // the closing stream tag are written after anything already queued, then the
 // connection is closed and the session torn down (no resumption). nil sends
-// only the closing tag. Safe to call more than once and from any goroutine.
+// only the closing tag. Safe to call more than once and from any goroutine,
+// also while the session is bound but its negotiation still owns the
+// connection (the error then goes out as soon as startWriting runs).
 func (s *Session) Terminate(se *streamError) {
 	s.outMu.Lock()
 	after := s.terminateLocked(se)
@@ -232,43 +237,48 @@ func (s *Session) terminateLocked(se *streamError) func() {
 		return func() {}
 	}
 	s.closing = true
-	if s.conn == nil {
-		if s.sm != nil && s.sm.timer != nil {
-			// Hibernated: no connection to write to; end the session now.
-			return func() { s.srv.endHibernated(s) }
-		}
-		// Otherwise the stream is still negotiating; startWriting closes it.
-		return func() {}
+	if s.conn == nil && s.sm != nil && s.sm.timer != nil {
+		// Hibernated: no connection to write to; end the session now.
+		return func() { s.srv.endHibernated(s) }
 	}
+	final := []byte("</stream:stream>")
 	if se != nil && se.cond.Err != "" {
 		s.log.Info("ending stream", "condition", se.cond.Err, "text", se.text)
-		s.enqueueLocked(se.bytes())
-	} else {
-		s.enqueueLocked([]byte("</stream:stream>"))
+		final = se.bytes()
 	}
+	// Queued even while the negotiation still owns the connection (bound or
+	// resumed, startWriting not yet called: the writer is not started then),
+	// so that the stream error is what startWriting sends after the bind or
+	// resumption reply (RFC 6120 §4.9.1.1: the error precedes the closing
+	// tag; RFC 7395 §3.6.1, XEP-0206 §5 on the web transports).
+	s.enqueueLocked(final)
 	// Bound how long a peer that does not read can hold the connection open
-	// (the raw connection's deadline also bounds TLS on top of it).
+	// (the raw connection's deadline also bounds TLS on top of it);
+	// startWriting sets it again after the negotiation cleared it.
 	lc := s.lc
 	return func() { lc.SetDeadline(time.Now().Add(5 * time.Second)) }
 }
 
 // startWriting is called once a stream is negotiated (bind or resumption):
 // until then the session may be bound in the router while the negotiation
-// owns the connection, so stanzas routed to it wait in the queue
-// (Session.writing is true meanwhile).
+// owns the connection, so stanzas routed to it, and a stream error from
+// Terminate, wait in the queue (Session.writing is true meanwhile).
 // It returns the connection generation the reader must pass to readLoop.
 func (s *Session) startWriting(conn net.Conn) int {
 	s.outMu.Lock()
-	defer s.outMu.Unlock()
 	s.conn = conn
 	s.writing = false
-	if s.closing {
-		// Ended while negotiating (shutdown): close the stream right away.
-		s.queue = append(s.queue, []byte("</stream:stream>"))
-	}
 	if len(s.queue) > 0 {
 		s.writing = true
 		go s.writeLoop()
 	}
-	return s.gen
+	gen, closing, lc := s.gen, s.closing, s.lc
+	s.outMu.Unlock()
+	if closing {
+		// Ended while negotiating (shutdown, conflict): the queue ends with
+		// the stream error (terminateLocked); the negotiation cleared the
+		// deadline terminateLocked set.
+		lc.SetDeadline(time.Now().Add(5 * time.Second))
+	}
+	return gen
 }

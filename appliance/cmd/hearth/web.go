@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hearthxmpp/hearth/appliance/httpd"
+	"github.com/hearthxmpp/hearth/appliance/invite"
+	"github.com/hearthxmpp/hearth/appliance/webclient"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/register"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/upload"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
+	"github.com/hearthxmpp/hearth/ddns/reach"
+	"github.com/hearthxmpp/hearth/webui"
+)
+
+// uiSetup is `hearth serve`'s part for invitations and the web pages
+// (issue 5): in-band registration with invitation tokens, the setup
+// wizard, the invitation landing pages and the admin pages.
+type uiSetup struct {
+	inviteURL string
+	setupCode string
+	// deletionGrace is how long a deleted account stays locked (and can be
+	// restored) before it is gone.
+	deletionGrace time.Duration
+}
+
+// envSetupCode holds the setup code when it should not show in ps.
+const envSetupCode = "HEARTH_SETUP_CODE"
+
+// register adds the flags to fs.
+func (u *uiSetup) register(fs *flag.FlagSet) {
+	fs.StringVar(&u.inviteURL, "invite-url", "", "public HTTPS origin of invitation links (default https://DOMAIN, with :PORT unless --https-port is 443)")
+	fs.DurationVar(&u.deletionGrace, "account-deletion-grace", 7*24*time.Hour, "how long an account deleted on the web pages stays locked, and can be restored, before it and its data are gone; 0 deletes at once")
+	fs.StringVar(&u.setupCode, "setup-code", "", "code the setup wizard asks for before creating the first administrator (printed when the image is built; also "+envSetupCode+"); empty: none")
+}
+
+// setup installs XMPP registration with invitations (XEP-0445, XEP-0401)
+// on srv and the web pages on web.
+func (u *uiSetup) setup(srv *server.Server, web *httpd.Server, cfg *serveConfig, log *slog.Logger) {
+	var ui *webui.UI
+	invites := invite.New(invite.Config{Store: srv.Store(), Domain: cfg.domain, Roster: srv, Logger: log,
+		// The welcome message goes to every new account.
+		Registered: func(ctx context.Context, user string) { ui.Welcome(ctx, user) }})
+	register.EnableInBand(srv, invites)
+	base := u.inviteURL
+	if base == "" {
+		base = "https://" + cfg.domain
+		if cfg.httpsPort != 443 && cfg.httpsPort != 0 {
+			base += ":" + strconv.Itoa(cfg.httpsPort)
+		}
+	}
+	code := u.setupCode
+	if code == "" {
+		code = os.Getenv(envSetupCode)
+	}
+	ui = webui.New(webui.Config{
+		Domain: cfg.domain, Store: srv.Store(), Invites: invites, BaseURL: base,
+		HTTPSPort: cfg.httpsPort, WebClientPath: webclient.Path, SetupCode: code,
+		DomainStatus: cfg.domainStatus, CertStatus: cfg.certStatus, Reach: cfg.checkReach,
+		Server: srv, DataDir: cfg.data, Facts: cfg.facts(),
+		UploadDir: filepath.Join(cfg.data, "uploads"), DeletionGrace: u.deletionGrace,
+		Logger: log,
+	})
+	ui.Register(web)
+	// Deletions whose grace period ended, expired password links.
+	cfg.jobs = append(cfg.jobs, ui.Start)
+}
+
+// facts are the settings made by flags, shown read-only on the settings
+// page.
+func (c *serveConfig) facts() []webui.Fact {
+	kept := func(d time.Duration) string {
+		if d <= 0 {
+			return "forever"
+		}
+		if d%(24*time.Hour) == 0 {
+			return strconv.Itoa(int(d/(24*time.Hour))) + " days"
+		}
+		return d.String()
+	}
+	size := func(b upload.ByteSize, zero string) string {
+		if b == 0 {
+			return zero
+		}
+		return b.String()
+	}
+	f := []webui.Fact{
+		{Label: "Message archive kept", Value: kept(c.mamRetention), Flag: "--mam-retention"},
+		{Label: "Offline messages kept per account", Value: strconv.Itoa(c.limits.MaxOfflinePerUser), Flag: "--max-offline"},
+		{Label: "Largest shared file", Value: size(c.uploadMaxFile, "no limit"), Flag: "--upload-max-file-size"},
+		{Label: "Shared files per account and day", Value: size(c.uploadQuota, "no limit"), Flag: "--upload-quota-daily"},
+		{Label: "Storage for all shared files", Value: size(c.uploadCap, "no limit (256 MiB of disk stay free)"), Flag: "--upload-storage-cap"},
+		{Label: "Shared files kept", Value: kept(c.uploadRetention), Flag: "--upload-retention"},
+		{Label: "Deleted accounts kept (locked) before they are gone", Value: kept(c.ui.deletionGrace), Flag: "--account-deletion-grace"},
+	}
+	if c.ui.deletionGrace <= 0 {
+		f[len(f)-1].Value = "not kept: deleted at once"
+	}
+	kinds := make([]string, 0, len(c.contacts))
+	for k := range c.contacts {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		kind := strings.TrimSuffix(k, "-addresses")
+		f = append(f, webui.Fact{Label: "Contact addresses (" + kind + ", XEP-0157)", Value: strings.Join(c.contacts[k], ", "), Flag: "--contact-" + kind})
+	}
+	if len(kinds) == 0 {
+		f = append(f, webui.Fact{Label: "Contact addresses (XEP-0157)", Value: "none", Flag: "--contact-admin, --contact-abuse, ..."})
+	}
+	return f
+}
+
+// checkReach is the web pages' reachability check: the router's port
+// mappings refreshed (with --port-mapping), then ddns/reach.Check with the
+// --stun-servers.
+func (c *serveConfig) checkReach(ctx context.Context) reach.Verdict {
+	if c.portmap != nil {
+		c.portmap.Refresh(ctx)
+	}
+	return reach.Check(ctx, reach.CheckConfig{
+		Ports:       homePorts(c.c2sPort, c.c2sTLSPort, c.s2sPort, c.httpsPort, c.turnPort),
+		STUNServers: splitList(c.acme.stunServers), Router: c.portmap,
+	})
+}
+
+// domainStatus is the wizard's DNS step from the dynamic DNS updater.
+func (c *serveConfig) domainStatus(ctx context.Context) webui.StepStatus {
+	if c.acme.updater == nil {
+		return webui.StepStatus{Summary: "Dynamic DNS is off: create these records at your DNS provider yourself, or start Hearth with --ddns and --dns-provider to let it keep them current."}
+	}
+	st := c.acme.updater.Status()
+	s := webui.StepStatus{OK: st.LastError == "" && !st.LastUpdate.IsZero() && len(st.Conflicts) == 0}
+	switch {
+	case st.LastError != "":
+		s.Summary = "Updating the DNS records failed: " + st.LastError
+	case st.LastUpdate.IsZero():
+		s.Summary = "Hearth is publishing the DNS records at " + st.Provider + "…"
+	default:
+		s.Summary = "The DNS records at " + st.Provider + " are current (checked " + st.LastCheck.Format(time.Kitchen) + ")."
+	}
+	for _, r := range st.Records {
+		s.Details = append(s.Details, r.Name+" "+r.Type+" "+r.Value)
+	}
+	s.Details = append(s.Details, st.Conflicts...)
+	return s
+}
+
+// certStatus is the wizard's certificate step from the ACME manager.
+func (c *serveConfig) certStatus(ctx context.Context) webui.StepStatus {
+	m := c.acme.mgr.Load()
+	if m == nil {
+		return webui.StepStatus{Summary: "Automatic certificates are off: Hearth uses a certificate it made itself, which chat apps ask you to accept once. Start Hearth with --acme to get one from Let's Encrypt."}
+	}
+	st := m.Status()
+	s := webui.StepStatus{OK: !st.SelfSigned}
+	switch {
+	case !st.SelfSigned:
+		s.Summary = "Hearth has a certificate from " + st.Issuer + ", valid until " + st.NotAfter.Format("2 January 2006") + "."
+	case st.LastError != "":
+		s.Summary = "Getting a certificate failed; Hearth tries again at " + st.NextAttempt.Format(time.Kitchen) + "."
+		s.Details = []string{st.LastError}
+	default:
+		s.Summary = "Hearth is getting a certificate (" + st.Challenge + ")…"
+	}
+	return s
+}

@@ -1,0 +1,162 @@
+package webui
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/hearthxmpp/hearth/appliance/account"
+	"github.com/hearthxmpp/hearth/appliance/invite"
+	"github.com/hearthxmpp/hearth/appliance/pie"
+	"github.com/hearthxmpp/hearth/appliance/store"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/auth"
+	"mellium.im/xmpp/stream"
+)
+
+// user wraps a page of the logged-in user's own account: HTTPS, a
+// session, and the CSRF check of every POST.
+func (u *UI) user(h adminHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if u.requireTLS(w, r) {
+			return
+		}
+		s := u.currentSession(r)
+		if s == nil {
+			if r.Method == http.MethodGet {
+				http.Redirect(w, r, "/account/login", http.StatusSeeOther)
+			} else {
+				u.message(w, r, http.StatusForbidden, "Please log in", "Your session has ended: log in again.")
+			}
+			return
+		}
+		if r.Method == http.MethodPost && !u.checkCSRF(w, r) {
+			return
+		}
+		h(w, r, s)
+	}
+}
+
+type accountView struct {
+	JID, CSRF, Error, Notice string
+	Admin                    bool
+	// Grace is the grace period of a deletion in words, "" when at once.
+	Grace string
+}
+
+func (u *UI) showAccount(w http.ResponseWriter, r *http.Request, s *session, status int, errText, notice string) {
+	role, _ := u.cfg.Store.Role(r.Context(), s.user)
+	u.render(w, r, status, accountPage(accountView{
+		JID: s.user + "@" + u.cfg.Domain, CSRF: u.csrfToken(w, r), Error: errText, Notice: notice,
+		Admin: role == store.RoleAdmin, Grace: graceWords(u.cfg.DeletionGrace),
+	}))
+}
+
+// accountPage is GET /account.
+func (u *UI) accountPage(w http.ResponseWriter, r *http.Request, s *session) {
+	notice := ""
+	if r.URL.Query().Get("done") == "password" {
+		notice = "Your password is changed."
+	}
+	u.showAccount(w, r, s, http.StatusOK, "", notice)
+}
+
+// checkPassword verifies the current password typed again for a change,
+// answering with the page and an error when it is wrong.
+func (u *UI) checkPassword(w http.ResponseWriter, r *http.Request, s *session) bool {
+	_, cond := u.verify(r, s.user, r.PostFormValue("current"))
+	switch cond {
+	case "":
+		return true
+	case "temporary-auth-failure":
+		u.showAccount(w, r, s, http.StatusTooManyRequests, "Too many failed attempts. Wait a few minutes, then try again.", "")
+	default:
+		u.showAccount(w, r, s, http.StatusUnauthorized, "Your current password is not right.", "")
+	}
+	return false
+}
+
+// accountPassword is POST /account/password with current, password,
+// password2 and, to end every device's session, logout=1. The new keys
+// replace the old ones and the FAST tokens are dropped (account
+// .SetPassword), as with XEP-0077 §3.3 in a chat app.
+func (u *UI) accountPassword(w http.ResponseWriter, r *http.Request, s *session) {
+	if !u.checkPassword(w, r, s) {
+		return
+	}
+	password := r.PostFormValue("password")
+	switch {
+	case password != r.PostFormValue("password2"):
+		u.showAccount(w, r, s, http.StatusBadRequest, "The two new passwords are not the same.", "")
+		return
+	case password == "" || len(password) > invite.MaxPasswordBytes:
+		u.showAccount(w, r, s, http.StatusBadRequest, errorText(invite.ErrInvalidPassword), "")
+		return
+	}
+	err := account.SetPassword(r.Context(), u.cfg.Store, s.user, password)
+	if errors.Is(err, auth.ErrInvalidPassword) {
+		u.showAccount(w, r, s, http.StatusBadRequest, errorText(invite.ErrInvalidPassword), "")
+		return
+	}
+	if err != nil {
+		u.log.Error("web: changing a password failed", "err", err)
+		u.showAccount(w, r, s, http.StatusInternalServerError, "The password could not be changed.", "")
+		return
+	}
+	u.log.Info("web: password changed", "user", s.user)
+	if r.PostFormValue("logout") != "" && u.cfg.Server != nil {
+		u.cfg.Server.DisconnectUser(s.user, stream.Reset, "password changed")
+	}
+	http.Redirect(w, r, "/account?done=password", http.StatusSeeOther)
+}
+
+// accountExport is POST /account/export (archive=1 adds the message
+// archive): the user's data as a XEP-0227 file to download.
+func (u *UI) accountExport(w http.ResponseWriter, r *http.Request, s *session) {
+	d := &download{w: w, contentType: "application/xml; charset=utf-8", filename: s.user + "@" + u.cfg.Domain + ".xml"}
+	err := pie.ExportUser(r.Context(), u.cfg.Store, u.cfg.Domain, s.user, d, pie.Options{Archive: r.PostFormValue("archive") != ""})
+	if err != nil {
+		u.log.Error("web: exporting an account failed", "user", s.user, "err", err)
+		u.failDownload(w, r, d, "Your data could not be exported.")
+		return
+	}
+	u.log.Info("web: account exported", "user", s.user)
+}
+
+// accountDelete is POST /account/delete with current (the password) and
+// confirm (the username typed again): the account is deleted like an
+// administrator deletes it (locked now, gone after the grace period). The
+// last administrator cannot delete their own account.
+func (u *UI) accountDelete(w http.ResponseWriter, r *http.Request, s *session) {
+	if r.PostFormValue("confirm") != s.user {
+		u.showAccount(w, r, s, http.StatusBadRequest, "To delete your account, type your username ("+s.user+") in the confirmation box.", "")
+		return
+	}
+	if !u.checkPassword(w, r, s) {
+		return
+	}
+	if role, err := u.cfg.Store.Role(r.Context(), s.user); err == nil && role == store.RoleAdmin {
+		roles, err := u.cfg.Store.Roles(r.Context())
+		admins := 0
+		for _, v := range roles {
+			if v == store.RoleAdmin {
+				admins++
+			}
+		}
+		if err != nil || admins < 2 {
+			u.showAccount(w, r, s, http.StatusConflict, "You are the only administrator: make someone else administrator (invite them as one) before you delete your account.", "")
+			return
+		}
+	}
+	now, err := u.deleteAccount(r.Context(), s.user, s.user)
+	if err != nil {
+		u.log.Error("web: deleting an account failed", "err", err)
+		u.showAccount(w, r, s, http.StatusInternalServerError, "Your account could not be deleted.", "")
+		return
+	}
+	u.setCookie(w, r, sessionCookie, "", -1)
+	if now {
+		u.message(w, r, http.StatusOK, "Your account is deleted", "Your account and its data are gone. Thank you for chatting here.")
+		return
+	}
+	u.message(w, r, http.StatusOK, "Your account will be deleted",
+		"Your account is locked now and its data will be deleted in "+graceWords(u.cfg.DeletionGrace)+". If this was a mistake, ask your administrator to keep it before then.")
+}

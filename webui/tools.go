@@ -1,0 +1,231 @@
+package webui
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/hearthxmpp/hearth/appliance/backup"
+	"github.com/hearthxmpp/hearth/appliance/invite"
+	"github.com/hearthxmpp/hearth/appliance/store"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/upload"
+)
+
+// Limits of an announcement, in bytes.
+const (
+	MaxSubjectBytes      = 200
+	MaxAnnouncementBytes = 4000
+)
+
+type announceView struct {
+	adminView
+	Available     bool
+	Subject, Body string
+}
+
+// announcePage is GET /admin/announce.
+func (u *UI) announcePage(w http.ResponseWriter, r *http.Request, s *session) {
+	v := announceView{adminView: u.adminView(w, r, s), Available: u.cfg.Server != nil}
+	if n := r.URL.Query().Get("sent"); n != "" {
+		v.Notice = "The announcement went to " + n + " accounts."
+	}
+	u.render(w, r, http.StatusOK, announcePage(v))
+}
+
+// announce is POST /admin/announce with subject (optional) and body: a
+// normal message (RFC 6121 §5.2.2) from the server's domain to every
+// account, delivered to its available devices or kept in offline storage
+// (XEP-0160). Accounts marked for deletion are left out.
+func (u *UI) announce(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := r.Context()
+	subject := strings.TrimSpace(r.PostFormValue("subject"))
+	body := normalizeText(r.PostFormValue("body"))
+	fail := func(status int, text string) {
+		v := announceView{adminView: u.adminView(w, r, s), Available: u.cfg.Server != nil, Subject: subject, Body: body}
+		v.Error = text
+		u.render(w, r, status, announcePage(v))
+	}
+	switch {
+	case u.cfg.Server == nil:
+		fail(http.StatusServiceUnavailable, "Announcements need the chat server, which is not running here.")
+		return
+	case body == "":
+		fail(http.StatusBadRequest, "Write the announcement first.")
+		return
+	case !validText(body, MaxAnnouncementBytes) || !validText(subject, MaxSubjectBytes) || strings.ContainsAny(subject, "\r\n"):
+		fail(http.StatusBadRequest, "The announcement is too long or contains characters that are not allowed.")
+		return
+	}
+	accts, err := u.cfg.Store.Accounts(ctx)
+	var dels []store.AccountDeletion
+	if err == nil {
+		dels, err = u.cfg.Store.AccountDeletions(ctx)
+	}
+	if err != nil {
+		u.log.Error("web: listing accounts failed", "err", err)
+		fail(http.StatusInternalServerError, "The announcement could not be sent.")
+		return
+	}
+	locked := map[string]bool{}
+	for _, d := range dels {
+		locked[d.Username] = true
+	}
+	n := 0
+	for _, a := range accts {
+		if locked[a.Username] {
+			continue
+		}
+		u.sendNotice(ctx, a.Username, subject, body, "announce")
+		n++
+	}
+	u.log.Info("web: announcement sent", "accounts", n, "by", s.user)
+	http.Redirect(w, r, "/admin/announce?sent="+strconv.Itoa(n), http.StatusSeeOther)
+}
+
+type circleRow struct {
+	Name    string
+	Members []string
+}
+
+type circlesView struct {
+	adminView
+	Circles []circleRow
+	Users   []string
+}
+
+// circlesPage is GET /admin/circles.
+func (u *UI) circlesPage(w http.ResponseWriter, r *http.Request, s *session) {
+	q := r.URL.Query()
+	notice := ""
+	switch q.Get("done") {
+	case "joined":
+		notice = q.Get("user") + " joined " + q.Get("circle") + "."
+	case "left":
+		notice = q.Get("user") + " left " + q.Get("circle") + ". They stay in the other members' contacts until someone removes them."
+	}
+	u.showCircles(w, r, s, http.StatusOK, "", notice)
+}
+
+func (u *UI) showCircles(w http.ResponseWriter, r *http.Request, s *session, status int, errText, notice string) {
+	circles, err := u.cfg.Store.Circles(r.Context())
+	var accts []store.Account
+	if err == nil {
+		accts, err = u.cfg.Store.Accounts(r.Context())
+	}
+	if err != nil {
+		u.log.Error("web: listing circles failed", "err", err)
+		u.message(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again later.")
+		return
+	}
+	v := circlesView{adminView: u.adminView(w, r, s)}
+	v.Error, v.Notice = errText, notice
+	for _, c := range circles {
+		v.Circles = append(v.Circles, circleRow{Name: c.Name, Members: c.Members})
+	}
+	for _, a := range accts {
+		v.Users = append(v.Users, a.Username)
+	}
+	u.render(w, r, status, circlesPage(v))
+}
+
+// circlesJoin is POST /admin/circles/join with circle and username: the
+// account joins the circle (created if new) and gets mutual subscriptions
+// with its members (invite.Service.JoinCircle, XEP-0379 style).
+func (u *UI) circlesJoin(w http.ResponseWriter, r *http.Request, s *session) {
+	circle, user := strings.TrimSpace(r.PostFormValue("circle")), r.PostFormValue("username")
+	err := u.cfg.Invites.JoinCircle(r.Context(), circle, user)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		u.showCircles(w, r, s, http.StatusNotFound, "No such account.", "")
+		return
+	case err != nil && invite.ValidCircleName(circle) != nil:
+		u.showCircles(w, r, s, http.StatusBadRequest, "A circle's name has 1 to 100 characters.", "")
+		return
+	case err != nil:
+		u.log.Error("web: joining a circle failed", "err", err)
+		u.showCircles(w, r, s, http.StatusInternalServerError, "The member could not be added.", "")
+		return
+	}
+	u.log.Info("web: circle joined", "circle", circle, "user", user, "by", s.user)
+	http.Redirect(w, r, "/admin/circles?done=joined&user="+url.QueryEscape(user)+"&circle="+url.QueryEscape(circle), http.StatusSeeOther)
+}
+
+// circlesLeave is POST /admin/circles/leave with circle and username. The
+// roster entries made when the account joined stay (each person decides).
+func (u *UI) circlesLeave(w http.ResponseWriter, r *http.Request, s *session) {
+	circle, user := r.PostFormValue("circle"), r.PostFormValue("username")
+	if err := u.cfg.Store.LeaveCircle(r.Context(), circle, user); err != nil {
+		u.log.Error("web: leaving a circle failed", "err", err)
+		u.showCircles(w, r, s, http.StatusInternalServerError, "The member could not be removed.", "")
+		return
+	}
+	u.log.Info("web: circle left", "circle", circle, "user", user, "by", s.user)
+	http.Redirect(w, r, "/admin/circles?done=left&user="+url.QueryEscape(user)+"&circle="+url.QueryEscape(circle), http.StatusSeeOther)
+}
+
+type backupView struct {
+	adminView
+	Available bool
+	Uploads   string
+}
+
+// backupPage is GET /admin/backup.
+func (u *UI) backupPage(w http.ResponseWriter, r *http.Request, s *session) {
+	v := backupView{adminView: u.adminView(w, r, s), Available: u.cfg.DataDir != ""}
+	if us, err := upload.Usage(r.Context(), u.cfg.Store); err == nil {
+		v.Uploads = strconv.FormatInt(us.Files, 10) + " files, " + humanBytes(us.Bytes)
+	}
+	u.render(w, r, http.StatusOK, backupPage(v))
+}
+
+// backupDownload is POST /admin/backup (uploads=1 adds the uploaded
+// files): the data directory as a .tar.gz download (package backup), with
+// a consistent snapshot of the database.
+func (u *UI) backupDownload(w http.ResponseWriter, r *http.Request, s *session) {
+	if u.cfg.DataDir == "" {
+		u.message(w, r, http.StatusServiceUnavailable, "Not available", "This Hearth has no data directory to back up.")
+		return
+	}
+	name := "hearth-" + u.cfg.Domain + "-" + u.now().Format("2006-01-02-1504") + ".tar.gz"
+	u.log.Info("web: backup started", "by", s.user, "uploads", r.PostFormValue("uploads") != "")
+	d := &download{w: w, contentType: "application/gzip", filename: name}
+	err := backup.Write(r.Context(), d, u.cfg.Store, u.cfg.DataDir, backup.Options{Uploads: r.PostFormValue("uploads") != "", Now: u.now()})
+	if err != nil {
+		u.log.Error("web: backup failed", "err", err)
+		u.failDownload(w, r, d, "The backup could not be made.")
+		return
+	}
+	u.log.Info("web: backup done", "by", s.user)
+}
+
+// download sends its headers (200, attachment) with the first bytes, so
+// that a failure before any byte can still become an error page.
+type download struct {
+	w                     http.ResponseWriter
+	contentType, filename string
+	started               bool
+}
+
+func (d *download) Write(p []byte) (int, error) {
+	if !d.started {
+		d.started = true
+		h := d.w.Header()
+		h.Set("Content-Type", d.contentType)
+		h.Set("Content-Disposition", `attachment; filename="`+d.filename+`"`)
+		d.w.WriteHeader(http.StatusOK)
+	}
+	return d.w.Write(p)
+}
+
+// failDownload answers a failed download: an error page when nothing was
+// sent yet, else it aborts the connection so that the browser reports the
+// download as failed instead of keeping a cut file.
+func (u *UI) failDownload(w http.ResponseWriter, r *http.Request, d *download, text string) {
+	if !d.started {
+		u.message(w, r, http.StatusInternalServerError, "Something went wrong", text+" Please try again later.")
+		return
+	}
+	panic(http.ErrAbortHandler)
+}

@@ -1,0 +1,140 @@
+package webui
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hearthxmpp/hearth/appliance/backup"
+	"github.com/hearthxmpp/hearth/appliance/store"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/xmpptest"
+)
+
+func TestAnnouncement(t *testing.T) {
+	var addr string
+	e := newEnv(t, withServer(t, &addr), func(c *Config) { c.DeletionGrace = time.Hour })
+	a := e.loggedIn("root")
+	ctx := context.Background()
+	for _, u := range []string{"mum", "kid", "gone"} {
+		e.user(u)
+	}
+	mumPhone := e.xmppLogin(addr, "mum", "phone")
+	mumLaptop := e.xmppLogin(addr, "mum", "laptop")
+	a.post("/admin/users", "/admin/users/delete", url.Values{"username": {"gone"}, "confirm": {"gone"}})
+
+	form := url.Values{"subject": {"Maintenance"}, "body": {"Hearth restarts tonight.\nBack in 5 minutes."}}
+	wantCode(t, a.do("POST", "/admin/announce", form), http.StatusForbidden)
+	wantCode(t, a.post("/admin/announce", "/admin/announce", url.Values{"body": {"  "}}), http.StatusBadRequest, "Write the announcement")
+	wantCode(t, a.post("/admin/announce", "/admin/announce", url.Values{"subject": {"a\nb"}, "body": {"x"}}), http.StatusBadRequest)
+	rec := a.post("/admin/announce", "/admin/announce", form)
+	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/admin/announce?sent=3" {
+		t.Fatalf("announce: %d %q %s", rec.Code, rec.Header().Get("Location"), rec.Body)
+	}
+	wantCode(t, a.do("GET", "/admin/announce?sent=3", nil), 200, "went to 3 accounts")
+	// Online: at once (to the highest-priority devices: both, at priority 0).
+	for _, c := range []*xmpptest.Client{mumPhone, mumLaptop} {
+		m := c.Expect(xmpptest.IsMessage("Hearth restarts tonight.\nBack in 5 minutes."))
+		if m.Get("from") != "example.org" || m.ChildText("jabber:client", "subject") != "Maintenance" {
+			t.Fatalf("announcement: %s", m)
+		}
+	}
+	// Offline: kept for the next login; the locked account gets none.
+	if msgs, _ := e.st.OfflineMessages(ctx, "kid"); len(msgs) != 1 || !strings.Contains(string(msgs[0].Stanza), "Hearth restarts tonight.") {
+		t.Fatalf("kid's offline messages: %v", msgs)
+	}
+	if msgs, _ := e.st.OfflineMessages(ctx, "gone"); len(msgs) != 0 {
+		t.Fatal("the locked account got the announcement")
+	}
+	kid := e.xmppLogin(addr, "kid", "tablet")
+	kid.Expect(xmpptest.IsMessage("Hearth restarts tonight.\nBack in 5 minutes."))
+}
+
+func TestCircles(t *testing.T) {
+	e := newEnv(t)
+	a := e.loggedIn("root")
+	ctx := context.Background()
+	e.user("mum")
+	e.user("kid")
+	wantCode(t, a.do("GET", "/admin/circles", nil), 200, "No circles yet", `<option value="kid">kid@example.org</option>`)
+	join := url.Values{"circle": {"Family"}, "username": {"mum"}}
+	wantCode(t, a.do("POST", "/admin/circles/join", join), http.StatusForbidden)
+	if rec := a.post("/admin/circles", "/admin/circles/join", join); rec.Code != http.StatusSeeOther {
+		t.Fatalf("join: %d %s", rec.Code, rec.Body)
+	}
+	a.post("/admin/circles", "/admin/circles/join", url.Values{"circle": {"Family"}, "username": {"kid"}})
+	if m, _ := e.st.CircleMembers(ctx, "Family"); strings.Join(m, ",") != "kid,mum" {
+		t.Fatalf("members %v", m)
+	}
+	wantCode(t, a.do("GET", "/admin/circles?done=joined&user=kid&circle=Family", nil), 200, "kid joined Family.", "<strong>Family</strong>", "kid@example.org", `aria-label="Remove mum from Family"`)
+	wantCode(t, a.post("/admin/circles", "/admin/circles/join", url.Values{"circle": {"Family"}, "username": {"nobody"}}), http.StatusNotFound)
+	wantCode(t, a.post("/admin/circles", "/admin/circles/join", url.Values{"circle": {strings.Repeat("x", 101)}, "username": {"kid"}}), http.StatusBadRequest)
+	if rec := a.post("/admin/circles", "/admin/circles/leave", url.Values{"circle": {"Family"}, "username": {"kid"}}); rec.Code != http.StatusSeeOther {
+		t.Fatalf("leave: %d", rec.Code)
+	}
+	if m, _ := e.st.CircleMembers(ctx, "Family"); strings.Join(m, ",") != "mum" {
+		t.Fatalf("members after leave %v", m)
+	}
+}
+
+func TestBackupDownload(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnvAt(t, dir, func(c *Config) { c.DataDir = dir })
+	a := e.loggedIn("root")
+	os.MkdirAll(filepath.Join(dir, "uploads", "files"), 0o700)
+	os.WriteFile(filepath.Join(dir, "uploads", "files", "f1"), []byte("file"), 0o600)
+	os.MkdirAll(filepath.Join(dir, "tls"), 0o700)
+	os.WriteFile(filepath.Join(dir, "tls", "key.pem"), []byte("KEY"), 0o600)
+
+	wantCode(t, a.do("GET", "/admin/backup", nil), 200, "Download backup", "Include shared files")
+	wantCode(t, a.do("POST", "/admin/backup", url.Values{"uploads": {"1"}}), http.StatusForbidden)
+	if rec := e.browser(internet, true).do("POST", "/admin/backup", url.Values{}); rec.Code != http.StatusForbidden {
+		t.Fatalf("backup without login: %d", rec.Code)
+	}
+	rec := a.post("/admin/backup", "/admin/backup", url.Values{"uploads": {"1"}})
+	if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/gzip" ||
+		rec.Header().Get("Content-Disposition") != `attachment; filename="hearth-example.org-2025-03-01-1200.tar.gz"` {
+		t.Fatalf("backup: %d %v", rec.Code, rec.Header())
+	}
+	gz, err := gzip.NewReader(bytes.NewReader(rec.Body.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	var names []string
+	var db []byte
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+		if h.Name == backup.DBName {
+			db, _ = io.ReadAll(tr)
+		}
+	}
+	if strings.Join(names, " ") != "hearth.db tls/key.pem uploads/files/f1" {
+		t.Fatalf("entries %v", names)
+	}
+	p := filepath.Join(t.TempDir(), "restored.db")
+	os.WriteFile(p, db, 0o600)
+	st, err := store.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if ok, _ := st.AccountExists(context.Background(), "root"); !ok {
+		t.Fatal("the backup lacks root")
+	}
+}
