@@ -49,16 +49,9 @@ func inviteCmd(args []string, stdout, stderr io.Writer) int {
 		circles = append(circles, v)
 		return nil
 	})
-	var positional []string
-	for rest := args[1:]; len(rest) > 0; {
-		if err := fs.Parse(rest); err != nil {
-			return 2
-		}
-		rest = fs.Args()
-		if len(rest) > 0 {
-			positional = append(positional, rest[0])
-			rest = rest[1:]
-		}
+	positional, err := parseWithPositional(fs, args[1:])
+	if err != nil {
+		return 2
 	}
 	ctx := context.Background()
 	st, err := store.Open(filepath.Join(*data, "hearth.db"))

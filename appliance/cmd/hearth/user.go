@@ -29,17 +29,9 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	data := fs.String("data", "data", "data directory")
 	// Accept the JID before or after the flags.
-	var positional []string
-	rest := args[1:]
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			return 2
-		}
-		rest = fs.Args()
-		if len(rest) > 0 {
-			positional = append(positional, rest[0])
-			rest = rest[1:]
-		}
+	positional, err := parseWithPositional(fs, args[1:])
+	if err != nil {
+		return 2
 	}
 	ctx := context.Background()
 	st, err := store.Open(filepath.Join(*data, "hearth.db"))

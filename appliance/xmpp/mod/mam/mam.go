@@ -14,6 +14,7 @@ package mam
 import (
 	"context"
 	"encoding/xml"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/internal/modutil"
 	"time"
 
 	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
@@ -190,30 +191,10 @@ func (a *Archive) Prune(ctx context.Context) (int64, error) {
 // is closed when the goroutine has finished (so the store may be closed).
 // With retention 0 no goroutine is started and the channel is closed.
 func (a *Archive) Start(ctx context.Context) <-chan struct{} {
-	done := make(chan struct{})
 	if a.retention <= 0 {
+		done := make(chan struct{})
 		close(done)
 		return done
 	}
-	tick := a.tick
-	var ticker *time.Ticker
-	if tick == nil {
-		ticker = time.NewTicker(a.interval)
-		tick = ticker.C
-	}
-	go func() {
-		defer close(done)
-		if ticker != nil {
-			defer ticker.Stop()
-		}
-		for {
-			a.Prune(ctx)
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick:
-			}
-		}
-	}()
-	return done
+	return modutil.Periodic(ctx, a.tick, a.interval, func(ctx context.Context) { a.Prune(ctx) })
 }

@@ -35,6 +35,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/internal/modutil"
 	"sync"
 	"time"
 
@@ -374,32 +375,12 @@ func (svc *Service) Prune(ctx context.Context) (int64, error) {
 // every PruneInterval. The returned channel is closed when it has stopped.
 // With retention 0 nothing runs and the channel is closed.
 func (svc *Service) Start(ctx context.Context) <-chan struct{} {
-	done := make(chan struct{})
 	if svc.opts.Retention <= 0 {
+		done := make(chan struct{})
 		close(done)
 		return done
 	}
-	tick := svc.tick
-	var ticker *time.Ticker
-	if tick == nil {
-		ticker = time.NewTicker(svc.opts.PruneInterval)
-		tick = ticker.C
-	}
-	go func() {
-		defer close(done)
-		if ticker != nil {
-			defer ticker.Stop()
-		}
-		for {
-			svc.Prune(ctx)
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick:
-			}
-		}
-	}()
-	return done
+	return modutil.Periodic(ctx, svc.tick, svc.opts.PruneInterval, func(ctx context.Context) { svc.Prune(ctx) })
 }
 
 // randomID returns a random identifier for stanzas the service makes.

@@ -3,6 +3,7 @@ package upload
 import (
 	"context"
 	"errors"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/internal/modutil"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -166,26 +167,5 @@ func removeFile(log *slog.Logger, path string) bool {
 // also with retention 0, since expired slots and interrupted uploads must
 // be cleaned up.
 func (s *Service) Start(ctx context.Context) <-chan struct{} {
-	done := make(chan struct{})
-	tick := s.tick
-	var ticker *time.Ticker
-	if tick == nil {
-		ticker = time.NewTicker(s.interval)
-		tick = ticker.C
-	}
-	go func() {
-		defer close(done)
-		if ticker != nil {
-			defer ticker.Stop()
-		}
-		for {
-			s.Prune(ctx)
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick:
-			}
-		}
-	}()
-	return done
+	return modutil.Periodic(ctx, s.tick, s.interval, func(ctx context.Context) { s.Prune(ctx) })
 }
