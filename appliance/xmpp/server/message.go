@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"time"
 
 	"github.com/hearthxmpp/hearth/appliance/store"
@@ -140,6 +141,15 @@ func (s *Server) storeOffline(ctx context.Context, st *xmlel.Element, to jid.JID
 	err := s.store.PushOffline(ctx, to.Localpart(), []byte(stored.String()), s.now(), s.limits.MaxOfflinePerUser)
 	switch {
 	case err == nil:
+		// A resource may have become available, and read the offline table,
+		// between the routing decision and this insert: hand the message
+		// over now instead of at the next login.
+		for _, sess := range s.router.sessions(to.Localpart()) {
+			if sess.Available() && sess.Priority() >= 0 {
+				s.deliverOffline(ctx, sess)
+				break
+			}
+		}
 		return true
 	case errors.Is(err, store.ErrQuotaExceeded):
 		s.log.Info("offline storage full", "user", to.Localpart())
@@ -177,6 +187,11 @@ func worthStoring(st *xmlel.Element) bool {
 // deliverOffline sends stored messages to a session that just became
 // available with non-negative priority (XEP-0160 §3), deleting what was queued.
 func (s *Server) deliverOffline(ctx context.Context, sess *Session) {
+	// One delivery per account at a time, so that a message is read and
+	// deleted by exactly one of them (see storeOffline).
+	mu := &s.offlineMu[offlineStripe(sess.username)]
+	mu.Lock()
+	defer mu.Unlock()
 	msgs, err := s.store.OfflineMessages(ctx, sess.username)
 	if err != nil {
 		s.log.Error("reading offline messages failed", "err", err)
@@ -208,3 +223,13 @@ func (s *Server) deliverOffline(ctx context.Context, sess *Session) {
 
 // delayStamp formats t as XEP-0082 DateTime with milliseconds.
 func delayStamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// offlineStripes is the number of offline delivery locks.
+const offlineStripes = 64
+
+// offlineStripe maps an account to one of the offline delivery locks.
+func offlineStripe(username string) int {
+	h := fnv.New32a()
+	h.Write([]byte(username))
+	return int(h.Sum32() % offlineStripes)
+}

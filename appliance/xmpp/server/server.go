@@ -79,6 +79,8 @@ type Server struct {
 	smMu    sync.Mutex
 	smIndex map[string]*Session // resumable sessions by XEP-0198 id
 
+	offlineMu [offlineStripes]sync.Mutex // offline delivery, striped by account (message.go)
+
 	pendingMu sync.Mutex
 	pending   map[string]chan *xmlel.Element // server-originated IQs awaiting an answer, by id
 
