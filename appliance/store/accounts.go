@@ -92,17 +92,7 @@ func (s *Store) CreateAccount(ctx context.Context, username string, keys []Scram
 		return wrap(op, err)
 	}
 	return s.write(ctx, op, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO accounts (username, created) VALUES (?, ?)
-			ON CONFLICT (username) DO NOTHING`, username, millis(s.now()))
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return fmt.Errorf("%w: account %q", ErrExists, username)
-		}
-		return insertKeys(ctx, tx, username, keys)
+		return insertAccount(ctx, tx, username, keys, millis(s.now()))
 	})
 }
 
