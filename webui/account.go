@@ -16,22 +16,9 @@ import (
 // session, and the CSRF check of every POST.
 func (u *UI) user(h adminHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if u.requireTLS(w, r) {
-			return
+		if s := u.loggedIn(w, r, "/account/login"); s != nil {
+			h(w, r, s)
 		}
-		s := u.currentSession(r)
-		if s == nil {
-			if r.Method == http.MethodGet {
-				http.Redirect(w, r, "/account/login", http.StatusSeeOther)
-			} else {
-				u.message(w, r, http.StatusForbidden, "Please log in", "Your session has ended: log in again.")
-			}
-			return
-		}
-		if r.Method == http.MethodPost && !u.checkCSRF(w, r) {
-			return
-		}
-		h(w, r, s)
 	}
 }
 

@@ -154,6 +154,28 @@ func (u *UI) adminView(w http.ResponseWriter, r *http.Request, s *session) admin
 	return adminView{Domain: u.cfg.Domain, User: s.user, CSRF: u.csrfToken(w, r)}
 }
 
+// loggedIn is the gate of every page behind a login: HTTPS, a current
+// session (a GET without one is sent to loginPath, a POST refused) and the
+// CSRF token of a POST. It returns the session, or nil when it has answered.
+func (u *UI) loggedIn(w http.ResponseWriter, r *http.Request, loginPath string) *session {
+	if u.requireTLS(w, r) {
+		return nil
+	}
+	s := u.currentSession(r)
+	if s == nil {
+		if r.Method == http.MethodGet {
+			http.Redirect(w, r, loginPath, http.StatusSeeOther)
+		} else {
+			u.message(w, r, http.StatusForbidden, "Please log in", "Your session has ended: log in again.")
+		}
+		return nil
+	}
+	if r.Method == http.MethodPost && !u.checkCSRF(w, r) {
+		return nil
+	}
+	return s
+}
+
 // adminHandler is a page for a logged-in administrator.
 type adminHandler func(w http.ResponseWriter, r *http.Request, s *session)
 
@@ -161,23 +183,12 @@ type adminHandler func(w http.ResponseWriter, r *http.Request, s *session)
 // an administrator, and the CSRF check of every POST.
 func (u *UI) admin(h adminHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if u.requireTLS(w, r) {
-			return
-		}
-		s := u.currentSession(r)
+		s := u.loggedIn(w, r, "/admin/login")
 		if s == nil {
-			if r.Method == http.MethodGet {
-				http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
-			} else {
-				u.message(w, r, http.StatusForbidden, "Please log in", "Your session has ended: log in again.")
-			}
 			return
 		}
 		if role, err := u.cfg.Store.Role(r.Context(), s.user); err != nil || role != store.RoleAdmin {
 			u.message(w, r, http.StatusForbidden, "Not an administrator", "This account does not administer the server. Your own account's page is at /account.")
-			return
-		}
-		if r.Method == http.MethodPost && !u.checkCSRF(w, r) {
 			return
 		}
 		h(w, r, s)
