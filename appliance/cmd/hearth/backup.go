@@ -76,9 +76,8 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	ctx := context.Background()
-	st, err := store.Open(filepath.Join(*data, backup.DBName))
-	if err != nil {
-		fmt.Fprintf(stderr, "hearth: %v\n", err)
+	st, ok := openStore(*data, stderr)
+	if !ok {
 		return 1
 	}
 	defer st.Close()
@@ -120,9 +119,8 @@ func exportCmd(args []string, stdout, stderr io.Writer) int {
 		out = pos[1]
 	}
 	ctx := context.Background()
-	st, err := store.Open(filepath.Join(*data, backup.DBName))
-	if err != nil {
-		fmt.Fprintf(stderr, "hearth: %v\n", err)
+	st, ok := openStore(*data, stderr)
+	if !ok {
 		return 1
 	}
 	defer st.Close()

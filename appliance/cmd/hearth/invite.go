@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -54,9 +53,8 @@ func inviteCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	ctx := context.Background()
-	st, err := store.Open(filepath.Join(*data, "hearth.db"))
-	if err != nil {
-		fmt.Fprintf(stderr, "hearth: %v\n", err)
+	st, ok := openStore(*data, stderr)
+	if !ok {
 		return 1
 	}
 	defer st.Close()

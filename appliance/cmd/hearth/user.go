@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/hearthxmpp/hearth/appliance/account"
+	"github.com/hearthxmpp/hearth/appliance/backup"
 	"github.com/hearthxmpp/hearth/appliance/store"
 	"mellium.im/xmpp/jid"
 )
@@ -34,9 +35,8 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	ctx := context.Background()
-	st, err := store.Open(filepath.Join(*data, "hearth.db"))
-	if err != nil {
-		fmt.Fprintf(stderr, "hearth: %v\n", err)
+	st, ok := openStore(*data, stderr)
+	if !ok {
 		return 1
 	}
 	defer st.Close()
@@ -156,4 +156,16 @@ func randomFrom(alphabet string, n int) string {
 		i++
 	}
 	return string(b)
+}
+
+// openStore opens the database of the data directory dir for a CLI command
+// (it works while the server runs: SQLite WAL); on failure it prints the
+// error to stderr and reports false.
+func openStore(dir string, stderr io.Writer) (*store.Store, bool) {
+	st, err := store.Open(filepath.Join(dir, backup.DBName))
+	if err != nil {
+		fmt.Fprintf(stderr, "hearth: %v\n", err)
+		return nil, false
+	}
+	return st, true
 }
