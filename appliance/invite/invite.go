@@ -4,7 +4,8 @@
 // In-Band Registration). Registering through it creates the account with the
 // invitation's role, puts inviter and invitee in each other's rosters with
 // mutual subscription (XEP-0379 §3), and adds the invitee to the invitation's
-// circles, whose members all have each other in their rosters.
+// circles, whose members all have each other in their rosters and may share
+// a group chat (circle.go).
 //
 // The same rules serve the XMPP registration (mod/register), the web
 // registration fallback (webui) and the CLI (`hearth invite`). Tokens are
@@ -22,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -107,6 +109,10 @@ type Config struct {
 	// through Redeem or RegisterOpen, with its username (the web UI sends
 	// the welcome message from it).
 	Registered func(ctx context.Context, username string)
+	// GroupChat is the backend of circles' group chats (XEP-0045 rooms
+	// and XEP-0402 bookmarks, muc.CircleChats); nil means circles without
+	// group chats (CreateCircle with chat returns ErrNoGroupChat).
+	GroupChat GroupChat
 }
 
 // Service applies the invitation rules. It is safe for concurrent use.
@@ -118,6 +124,11 @@ type Service struct {
 	log    *slog.Logger
 	// registered is Config.Registered.
 	registered func(ctx context.Context, username string)
+	// chat is Config.GroupChat.
+	chat GroupChat
+	// circleMu serializes the circle changes of this Service, so a room
+	// is created, joined and destroyed in order.
+	circleMu sync.Mutex
 }
 
 // New returns a Service for cfg. It panics without Store or with an
@@ -130,7 +141,7 @@ func New(cfg Config) *Service {
 	if err != nil || cfg.Domain == "" {
 		panic(fmt.Sprintf("invite: invalid domain %q", cfg.Domain))
 	}
-	s := &Service{st: cfg.Store, domain: d.Domainpart(), roster: cfg.Roster, now: cfg.Now, log: cfg.Logger, registered: cfg.Registered}
+	s := &Service{st: cfg.Store, domain: d.Domainpart(), roster: cfg.Roster, now: cfg.Now, log: cfg.Logger, registered: cfg.Registered, chat: cfg.GroupChat}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -341,7 +352,8 @@ func keys(password string) ([]store.ScramKey, error) {
 // or now; revocation and uses are judged at the moment of registration.
 // The account gets the invitation's role and circles; then inviter and
 // invitee, and the invitee and each member of its circles, get mutual
-// subscriptions (XEP-0379 §3; failures there are logged, the account
+// subscriptions (XEP-0379 §3), and the invitee the membership and bookmark
+// of its circles' group chats (failures there are logged, the account
 // stays). It returns the normalised username and the invitation as it was
 // before this use.
 //
@@ -425,12 +437,10 @@ func (s *Service) SetOpen(ctx context.Context, open bool) error {
 }
 
 // connect sets up the roster of a newly registered user: mutual
-// subscriptions with the inviter and with every member of its circles.
+// subscriptions with the inviter, and with every member of its circles
+// along with their group chats (connectCircle).
 func (s *Service) connect(ctx context.Context, user string, inv store.Invite) {
-	if s.roster == nil {
-		return
-	}
-	if inv.Inviter != "" && inv.Inviter != user {
+	if s.roster != nil && inv.Inviter != "" && inv.Inviter != user {
 		if err := s.roster.AddRosterItemMutual(ctx, inv.Inviter, user, ""); err != nil {
 			s.log.Warn("subscribing inviter and invitee failed", "user", user, "inviter", inv.Inviter, "err", err)
 		}
@@ -438,42 +448,6 @@ func (s *Service) connect(ctx context.Context, user string, inv store.Invite) {
 	for _, c := range inv.Circles {
 		s.connectCircle(ctx, c, user)
 	}
-}
-
-// connectCircle gives user mutual subscriptions with every other member of
-// circle, in the roster group named after the circle.
-func (s *Service) connectCircle(ctx context.Context, circle, user string) {
-	members, err := s.st.CircleMembers(ctx, circle)
-	if err != nil {
-		s.log.Warn("reading circle members failed", "circle", circle, "err", err)
-		return
-	}
-	for _, m := range members {
-		if m == user {
-			continue
-		}
-		if err := s.roster.AddRosterItemMutual(ctx, user, m, circle); err != nil {
-			s.log.Warn("subscribing circle members failed", "circle", circle, "user", user, "member", m, "err", err)
-		}
-	}
-}
-
-// JoinCircle adds the existing account username to circle (created if
-// needed) and gives it mutual subscriptions with the other members, in the
-// roster group named after the circle. Errors: a plain error for an invalid
-// circle name; store errors (ErrNotFound for an unknown account).
-func (s *Service) JoinCircle(ctx context.Context, circle, username string) error {
-	if err := ValidCircleName(circle); err != nil {
-		return err
-	}
-	if err := s.st.JoinCircle(ctx, circle, username); err != nil {
-		return err
-	}
-	s.log.Info("circle joined", "circle", circle, "user", username)
-	if s.roster != nil {
-		s.connectCircle(ctx, circle, username)
-	}
-	return nil
 }
 
 // List returns every invitation, newest first.

@@ -178,8 +178,11 @@ func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
 // DeleteAccount deletes username and, in the same transaction, all of its
 // data: credentials, roster, pending subscription requests, offline
 // messages, vCard and private XML (XEP-0077 §3.2 cancellation, or the
-// admin CLI). Returns an error matching [ErrNotFound] if there is no such
-// account.
+// admin CLI), and its group chat affiliations (XEP-0045 §5.2, by its bare
+// JID under the data directory's domain): a later account of the same
+// name is another person. A running group chat service must also forget
+// them in its live rooms (muc.Service.ForgetUser). Returns an error
+// matching [ErrNotFound] if there is no such account.
 func (s *Store) DeleteAccount(ctx context.Context, username string) error {
 	return s.write(ctx, fmt.Sprintf("delete account %q", username), func(tx *sql.Tx) error {
 		// Everything else goes by ON DELETE CASCADE.
@@ -192,7 +195,9 @@ func (s *Store) DeleteAccount(ctx context.Context, username string) error {
 		} else if n == 0 {
 			return notFound("account %q", username)
 		}
-		return nil
+		_, err = tx.ExecContext(ctx, `DELETE FROM muc_affiliations
+			WHERE jid = ? || '@' || (SELECT value FROM settings WHERE key = ?)`, username, SettingDomain)
+		return err
 	})
 }
 

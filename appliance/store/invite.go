@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -116,14 +115,6 @@ type InviteUse struct {
 	Username string
 	// At is when it registered (UTC).
 	At time.Time
-}
-
-// Circle is a group of accounts that have each other in their rosters.
-type Circle struct {
-	// Name is the circle's name, also the roster group of its members.
-	Name string
-	// Members are the member localparts, sorted.
-	Members []string
 }
 
 // CreateInvite stores inv (Token, Created, Expires, Inviter, Role,
@@ -410,87 +401,6 @@ func (s *Store) HasAdmin(ctx context.Context) (bool, error) {
 		return false, wrap("has admin", err)
 	}
 	return n > 0, nil
-}
-
-// Circles returns every circle with its members, sorted by name.
-func (s *Store) Circles(ctx context.Context) ([]Circle, error) {
-	var out []Circle
-	err := s.read(ctx, "list circles", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT c.name, m.username FROM circles c
-			LEFT JOIN circle_members m ON m.circle = c.name ORDER BY c.name, m.username`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var name string
-			var member sql.NullString
-			if err := rows.Scan(&name, &member); err != nil {
-				return err
-			}
-			if n := len(out); n == 0 || out[n-1].Name != name {
-				out = append(out, Circle{Name: name})
-			}
-			if member.Valid {
-				last := &out[len(out)-1]
-				last.Members = append(last.Members, member.String)
-			}
-		}
-		return rows.Err()
-	})
-	return out, err
-}
-
-// CircleMembers returns the sorted member localparts of circle (none for an
-// unknown circle).
-func (s *Store) CircleMembers(ctx context.Context, circle string) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT username FROM circle_members WHERE circle = ? ORDER BY username`, circle)
-	if err != nil {
-		return nil, wrap("circle members", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var u string
-		if err := rows.Scan(&u); err != nil {
-			return nil, wrap("circle members", err)
-		}
-		out = append(out, u)
-	}
-	return out, wrap("circle members", rows.Err())
-}
-
-// JoinCircle makes username a member of circle, creating the circle if
-// needed. Returns an error matching [ErrNotFound] if there is no such
-// account, or a plain error for an empty circle name.
-func (s *Store) JoinCircle(ctx context.Context, circle, username string) error {
-	op := fmt.Sprintf("join circle %q", circle)
-	if strings.TrimSpace(circle) == "" {
-		return wrap(op, errors.New("empty circle name"))
-	}
-	return s.write(ctx, op, func(tx *sql.Tx) error {
-		if err := requireAccount(ctx, tx, username); err != nil {
-			return err
-		}
-		return joinCircle(ctx, tx, circle, username, millis(s.now()))
-	})
-}
-
-// LeaveCircle removes username from circle (no error if not a member).
-// The circle stays, also when empty.
-func (s *Store) LeaveCircle(ctx context.Context, circle, username string) error {
-	return s.write(ctx, fmt.Sprintf("leave circle %q", circle), func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM circle_members WHERE circle = ? AND username = ?`, circle, username)
-		return err
-	})
-}
-
-func joinCircle(ctx context.Context, tx *sql.Tx, circle, username string, now int64) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO circles (name, created) VALUES (?, ?) ON CONFLICT DO NOTHING`, circle, now); err != nil {
-		return err
-	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO circle_members (circle, username) VALUES (?, ?) ON CONFLICT DO NOTHING`, circle, username)
-	return err
 }
 
 // readInvite loads one invitation with its circles and uses.

@@ -121,3 +121,32 @@ func TestMUCRooms(t *testing.T) {
 		t.Fatalf("deleting twice: %v", err)
 	}
 }
+
+// TestDeleteAccountForgetsAffiliations: deleting an account removes its
+// group chat affiliations under the data directory's domain, and only
+// those (another domain's account of the same name keeps its own).
+func TestDeleteAccountForgetsAffiliations(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := t.Context()
+	if err := s.SetSetting(ctx, SettingDomain, "example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateAccount(ctx, "bob", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SaveMUCRoom(ctx, MUCRoom{Name: "home", Config: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetMUCAffiliations(ctx, "home", []MUCAffiliation{
+		{JID: "bob@example.org", Affiliation: "owner"}, {JID: "bob@elsewhere.net", Affiliation: "member"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAccount(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	affs, err := s.MUCAffiliations(ctx, "home")
+	if err != nil || len(affs) != 1 || affs[0].JID != "bob@elsewhere.net" {
+		t.Fatalf("affiliations after deleting bob: %+v, %v", affs, err)
+	}
+}

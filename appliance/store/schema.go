@@ -127,6 +127,10 @@ CREATE TABLE settings (
 	schemaInvites,
 	// 11: account deletions with a grace period, password reset links (accountadmin.go).
 	schemaAccountAdmin,
+	// 12: the web interface's login sessions (websession.go).
+	schemaWebSessions,
+	// 13: the group chat room of a circle (circle.go).
+	schemaCircleRooms,
 }
 
 // migrate creates schema_migrations if needed and applies every migration
