@@ -120,27 +120,18 @@ func (u *UI) accountDelete(w http.ResponseWriter, r *http.Request, s *session) {
 	if !u.checkPassword(w, r, s) {
 		return
 	}
-	if role, err := u.cfg.Store.Role(r.Context(), s.user); err == nil && role == store.RoleAdmin {
-		roles, err := u.cfg.Store.Roles(r.Context())
-		admins := 0
-		for _, v := range roles {
-			if v == store.RoleAdmin {
-				admins++
-			}
-		}
-		if err != nil || admins < 2 {
-			u.showAccount(w, r, s, http.StatusConflict, "You are the only administrator: make someone else administrator (invite them as one) before you delete your account.", "")
-			return
-		}
+	due, err := u.DeleteAccount(r.Context(), s.user, s.user, false)
+	if errors.Is(err, ErrLastAdmin) {
+		u.showAccount(w, r, s, http.StatusConflict, "You are the only administrator: make someone else administrator (on the users page) before you delete your account.", "")
+		return
 	}
-	now, err := u.deleteAccount(r.Context(), s.user, s.user)
 	if err != nil {
 		u.log.Error("web: deleting an account failed", "err", err)
 		u.showAccount(w, r, s, http.StatusInternalServerError, "Your account could not be deleted.", "")
 		return
 	}
 	u.setCookie(w, r, sessionCookie, "", -1)
-	if now {
+	if due.IsZero() {
 		u.message(w, r, http.StatusOK, "Your account is deleted", "Your account and its data are gone. Thank you for chatting here.")
 		return
 	}

@@ -2,10 +2,13 @@ package webui
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/hearthxmpp/hearth/appliance/store"
 	"github.com/hearthxmpp/hearth/ddns/reach"
 )
 
@@ -18,6 +21,43 @@ const DefaultReachTimeout = 60 * time.Second
 type reachResult struct {
 	verdict reach.Verdict
 	at      time.Time
+}
+
+// reachRecord is the stored form (JSON in the settings table, under
+// settingReachLast) of the last verdict, so that it is still shown after
+// a restart.
+type reachRecord struct {
+	Verdict reach.Verdict `json:"verdict"`
+	At      time.Time     `json:"at"`
+}
+
+// loadReach returns the stored last verdict, nil if none (or unreadable:
+// logged).
+func (u *UI) loadReach() *reachResult {
+	v, err := u.cfg.Store.Setting(context.Background(), settingReachLast)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	var rec reachRecord
+	if err == nil {
+		err = json.Unmarshal([]byte(v), &rec)
+	}
+	if err != nil {
+		u.log.Warn("web: reading the last reachability verdict failed", "err", err)
+		return nil
+	}
+	return &reachResult{verdict: rec.Verdict, at: rec.At}
+}
+
+// saveReach stores res as the last verdict (failures are logged).
+func (u *UI) saveReach(ctx context.Context, res *reachResult) {
+	b, err := json.Marshal(reachRecord{Verdict: res.verdict, At: res.at})
+	if err == nil {
+		err = u.cfg.Store.SetSetting(ctx, settingReachLast, string(b))
+	}
+	if err != nil {
+		u.log.Warn("web: storing the reachability verdict failed", "err", err)
+	}
 }
 
 // reachPortRow is one line of the ports table.
@@ -130,9 +170,11 @@ func (u *UI) runReach(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	v := u.cfg.Reach(ctx)
+	res := &reachResult{verdict: v, at: u.now()}
 	u.reachMu.Lock()
-	u.reachLast = &reachResult{verdict: v, at: u.now()}
+	u.reachLast = res
 	u.reachMu.Unlock()
+	u.saveReach(ctx, res)
 	u.log.Info("web: reachability checked", "kind", v.Kind)
 	return true
 }

@@ -34,65 +34,48 @@ func (u *UI) announcePage(w http.ResponseWriter, r *http.Request, s *session) {
 	u.render(w, r, http.StatusOK, announcePage(v))
 }
 
-// announce is POST /admin/announce with subject (optional) and body: a
-// normal message (RFC 6121 §5.2.2) from the server's domain to every
-// account, delivered to its available devices or kept in offline storage
-// (XEP-0160). Accounts marked for deletion are left out.
+// announce is POST /admin/announce with subject (optional) and body:
+// Announce with a subject.
 func (u *UI) announce(w http.ResponseWriter, r *http.Request, s *session) {
-	ctx := r.Context()
-	subject := strings.TrimSpace(r.PostFormValue("subject"))
-	body := normalizeText(r.PostFormValue("body"))
+	subject, body := r.PostFormValue("subject"), r.PostFormValue("body")
 	fail := func(status int, text string) {
-		v := announceView{adminView: u.adminView(w, r, s), Available: u.cfg.Server != nil, Subject: subject, Body: body}
+		v := announceView{adminView: u.adminView(w, r, s), Available: u.cfg.Server != nil,
+			Subject: strings.TrimSpace(subject), Body: normalizeText(body)}
 		v.Error = text
 		u.render(w, r, status, announcePage(v))
 	}
+	n, err := u.announceTo(r.Context(), subject, body, s.user)
 	switch {
-	case u.cfg.Server == nil:
+	case errors.Is(err, ErrNoServer):
 		fail(http.StatusServiceUnavailable, "Announcements need the chat server, which is not running here.")
 		return
-	case body == "":
+	case errors.Is(err, ErrInvalidAnnouncement) && normalizeText(body) == "":
 		fail(http.StatusBadRequest, "Write the announcement first.")
 		return
-	case !validText(body, MaxAnnouncementBytes) || !validText(subject, MaxSubjectBytes) || strings.ContainsAny(subject, "\r\n"):
+	case errors.Is(err, ErrInvalidAnnouncement):
 		fail(http.StatusBadRequest, "The announcement is too long or contains characters that are not allowed.")
 		return
-	}
-	accts, err := u.cfg.Store.Accounts(ctx)
-	var dels []store.AccountDeletion
-	if err == nil {
-		dels, err = u.cfg.Store.AccountDeletions(ctx)
-	}
-	if err != nil {
-		u.log.Error("web: listing accounts failed", "err", err)
+	case err != nil:
+		u.log.Error("web: sending an announcement failed", "err", err)
 		fail(http.StatusInternalServerError, "The announcement could not be sent.")
 		return
 	}
-	locked := map[string]bool{}
-	for _, d := range dels {
-		locked[d.Username] = true
-	}
-	n := 0
-	for _, a := range accts {
-		if locked[a.Username] {
-			continue
-		}
-		u.sendNotice(ctx, a.Username, subject, body, "announce")
-		n++
-	}
-	u.log.Info("web: announcement sent", "accounts", n, "by", s.user)
 	http.Redirect(w, r, "/admin/announce?sent="+strconv.Itoa(n), http.StatusSeeOther)
 }
 
 type circleRow struct {
 	Name    string
 	Members []string
+	// Room is the bare JID of the circle's group chat, "" if none.
+	Room string
 }
 
 type circlesView struct {
 	adminView
 	Circles []circleRow
 	Users   []string
+	// Confirm is the circle whose deletion awaits confirmation, nil if none.
+	Confirm *circleRow
 }
 
 // circlesPage is GET /admin/circles.
@@ -100,6 +83,10 @@ func (u *UI) circlesPage(w http.ResponseWriter, r *http.Request, s *session) {
 	q := r.URL.Query()
 	notice := ""
 	switch q.Get("done") {
+	case "created":
+		notice = "The circle " + q.Get("circle") + " is created: add people to it below."
+	case "deleted":
+		notice = "The circle " + q.Get("circle") + " is deleted. Its members stay in each other's contacts."
 	case "joined":
 		notice = q.Get("user") + " joined " + q.Get("circle") + "."
 	case "left":
@@ -109,7 +96,13 @@ func (u *UI) circlesPage(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 func (u *UI) showCircles(w http.ResponseWriter, r *http.Request, s *session, status int, errText, notice string) {
-	circles, err := u.cfg.Store.Circles(r.Context())
+	u.renderCircles(w, r, s, status, circlesView{adminView: adminView{Error: errText, Notice: notice}})
+}
+
+// renderCircles renders the circles page; v carries the error, notice or
+// deletion to confirm.
+func (u *UI) renderCircles(w http.ResponseWriter, r *http.Request, s *session, status int, v circlesView) {
+	circles, err := u.cfg.Invites.Circles(r.Context())
 	var accts []store.Account
 	if err == nil {
 		accts, err = u.cfg.Store.Accounts(r.Context())
@@ -119,10 +112,11 @@ func (u *UI) showCircles(w http.ResponseWriter, r *http.Request, s *session, sta
 		u.message(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again later.")
 		return
 	}
-	v := circlesView{adminView: u.adminView(w, r, s)}
-	v.Error, v.Notice = errText, notice
+	av := u.adminView(w, r, s)
+	av.Error, av.Notice = v.Error, v.Notice
+	v.adminView = av
 	for _, c := range circles {
-		v.Circles = append(v.Circles, circleRow{Name: c.Name, Members: c.Members})
+		v.Circles = append(v.Circles, circleRow{Name: c.Name, Members: c.Members, Room: c.Room})
 	}
 	for _, a := range accts {
 		v.Users = append(v.Users, a.Username)
@@ -152,11 +146,97 @@ func (u *UI) circlesJoin(w http.ResponseWriter, r *http.Request, s *session) {
 	http.Redirect(w, r, "/admin/circles?done=joined&user="+url.QueryEscape(user)+"&circle="+url.QueryEscape(circle), http.StatusSeeOther)
 }
 
-// circlesLeave is POST /admin/circles/leave with circle and username. The
+// circleDeleteWords says what deleting c does to its members.
+func circleDeleteWords(c circleRow) string {
+	switch len(c.Members) {
+	case 0:
+		return "It has no members."
+	case 1:
+		return c.Members[0] + " leaves it."
+	}
+	return "Its " + strconv.Itoa(len(c.Members)) + " members leave it, but they keep each other in their contacts: each person can remove contacts in their app."
+}
+
+// circlesCreate is POST /admin/circles/create with name and, for a group
+// chat (a members-only XEP-0045 room that follows the circle's members),
+// chat=1: invite.Service.CreateCircle.
+func (u *UI) circlesCreate(w http.ResponseWriter, r *http.Request, s *session) {
+	name, chat := strings.TrimSpace(r.PostFormValue("name")), r.PostFormValue("chat") != ""
+	if err := invite.ValidCircleName(name); err != nil {
+		u.showCircles(w, r, s, http.StatusBadRequest, "A circle's name has 1 to 100 characters, without control characters.", "")
+		return
+	}
+	err := u.cfg.Invites.CreateCircle(r.Context(), name, chat)
+	switch {
+	case errors.Is(err, store.ErrExists):
+		u.showCircles(w, r, s, http.StatusConflict, "There is already a circle named "+name+".", "")
+		return
+	case errors.Is(err, invite.ErrNoGroupChat):
+		u.showCircles(w, r, s, http.StatusConflict, "Group chats are not available on this Hearth: create the circle without one.", "")
+		return
+	case err != nil:
+		u.log.Error("web: creating a circle failed", "circle", name, "chat", chat, "err", err)
+		text := "The circle could not be created."
+		if chat {
+			text = "The circle and its group chat could not be created. Please try again later."
+		}
+		u.showCircles(w, r, s, http.StatusInternalServerError, text, "")
+		return
+	}
+	u.log.Info("web: circle created", "circle", name, "chat", chat, "by", s.user)
+	http.Redirect(w, r, "/admin/circles?done=created&circle="+url.QueryEscape(name), http.StatusSeeOther)
+}
+
+// circlesDelete is POST /admin/circles/delete with name: without
+// confirm=1 it shows what deleting would do and asks again; with it,
+// invite.Service.DeleteCircle (the group chat, if any, is destroyed; the
+// members keep each other in their rosters).
+func (u *UI) circlesDelete(w http.ResponseWriter, r *http.Request, s *session) {
+	name := r.PostFormValue("name")
+	if r.PostFormValue("confirm") != "1" {
+		circles, err := u.cfg.Invites.Circles(r.Context())
+		if err != nil {
+			u.log.Error("web: listing circles failed", "err", err)
+			u.message(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again later.")
+			return
+		}
+		for _, c := range circles {
+			if c.Name == name {
+				u.renderCircles(w, r, s, http.StatusOK, circlesView{Confirm: &circleRow{Name: c.Name, Members: c.Members, Room: c.Room}})
+				return
+			}
+		}
+		u.showCircles(w, r, s, http.StatusNotFound, "No such circle.", "")
+		return
+	}
+	err := u.cfg.Invites.DeleteCircle(r.Context(), name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		u.showCircles(w, r, s, http.StatusNotFound, "No such circle.", "")
+		return
+	case errors.Is(err, invite.ErrNoGroupChat):
+		u.showCircles(w, r, s, http.StatusConflict, "This circle has a group chat, but the group chat service is not running: it cannot be deleted now.", "")
+		return
+	case err != nil:
+		u.log.Error("web: deleting a circle failed", "circle", name, "err", err)
+		u.showCircles(w, r, s, http.StatusInternalServerError, "The circle could not be deleted. Please try again later.", "")
+		return
+	}
+	u.log.Info("web: circle deleted", "circle", name, "by", s.user)
+	http.Redirect(w, r, "/admin/circles?done=deleted&circle="+url.QueryEscape(name), http.StatusSeeOther)
+}
+
+// circlesLeave is POST /admin/circles/leave with circle and username:
+// invite.Service.LeaveCircle (also out of the circle's group chat). The
 // roster entries made when the account joined stay (each person decides).
 func (u *UI) circlesLeave(w http.ResponseWriter, r *http.Request, s *session) {
 	circle, user := r.PostFormValue("circle"), r.PostFormValue("username")
-	if err := u.cfg.Store.LeaveCircle(r.Context(), circle, user); err != nil {
+	err := u.cfg.Invites.LeaveCircle(r.Context(), circle, user)
+	if errors.Is(err, store.ErrNotFound) {
+		u.showCircles(w, r, s, http.StatusNotFound, "No such circle.", "")
+		return
+	}
+	if err != nil {
 		u.log.Error("web: leaving a circle failed", "err", err)
 		u.showCircles(w, r, s, http.StatusInternalServerError, "The member could not be removed.", "")
 		return

@@ -5,16 +5,19 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hearthxmpp/hearth/appliance/backup"
+	"github.com/hearthxmpp/hearth/appliance/invite"
 	"github.com/hearthxmpp/hearth/appliance/store"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/xmpptest"
 )
@@ -136,5 +139,142 @@ func TestBackupDownload(t *testing.T) {
 	defer st.Close()
 	if ok, _ := st.AccountExists(context.Background(), "root"); !ok {
 		t.Fatal("the backup lacks root")
+	}
+}
+
+// fakeChat is a group chat backend of circles that records its calls.
+type fakeChat struct {
+	mu    sync.Mutex
+	calls []string
+	fail  error
+}
+
+func (f *fakeChat) record(s string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, s)
+	return f.fail
+}
+
+func (f *fakeChat) CreateRoom(_ context.Context, circle string) (string, error) {
+	if err := f.record("create " + circle); err != nil {
+		return "", err
+	}
+	return strings.ToLower(circle) + "@rooms.example.org", nil
+}
+func (f *fakeChat) DestroyRoom(_ context.Context, room string) error {
+	return f.record("destroy " + room)
+}
+func (f *fakeChat) AddMember(_ context.Context, room, _, user string) error {
+	return f.record("add " + user + " " + room)
+}
+func (f *fakeChat) RemoveMember(_ context.Context, room, user string) error {
+	return f.record("remove " + user + " " + room)
+}
+
+func (f *fakeChat) log() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Join(f.calls, "; ")
+}
+
+// withChat gives the UI an invitation service with chat as its group chat
+// backend.
+func withChat(chat invite.GroupChat) func(*Config) {
+	return func(c *Config) {
+		c.Invites = invite.New(invite.Config{Store: c.Store, Domain: c.Domain, Now: c.Now, Logger: c.Logger, GroupChat: chat})
+	}
+}
+
+func TestCircleCreateDelete(t *testing.T) {
+	chat := &fakeChat{}
+	e := newEnv(t, withChat(chat))
+	ctx := context.Background()
+	a := e.loggedIn("root")
+	e.user("mum")
+	e.user("kid")
+	wantCode(t, a.do("GET", "/admin/circles", nil), 200, `action="/admin/circles/create"`, `name="chat"`)
+
+	// Refused without the CSRF token, and for an account that is not an
+	// administrator.
+	create := url.Values{"name": {"Family"}, "chat": {"1"}}
+	wantCode(t, a.do("POST", "/admin/circles/create", create), http.StatusForbidden)
+	k := e.userLogin("kid")
+	wantCode(t, k.post("/account", "/admin/circles/create", create), http.StatusForbidden, "Not an administrator")
+	if cs, _ := e.st.Circles(ctx); len(cs) != 0 {
+		t.Fatalf("circle created by a refused request: %v", cs)
+	}
+
+	// Created with its group chat, shown with the room's JID.
+	rec := a.post("/admin/circles", "/admin/circles/create", create)
+	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/admin/circles?done=created&circle=Family" {
+		t.Fatalf("create: %d %q %s", rec.Code, rec.Header().Get("Location"), rec.Body)
+	}
+	wantCode(t, a.do("GET", "/admin/circles?done=created&circle=Family", nil), 200, "The circle Family is created",
+		"Group chat: <code>family@rooms.example.org</code>", "Delete the circle Family…")
+	if chat.log() != "create Family" {
+		t.Fatalf("backend calls: %s", chat.log())
+	}
+	// Errors are form messages.
+	wantCode(t, a.post("/admin/circles", "/admin/circles/create", create), http.StatusConflict, "already a circle named Family")
+	wantCode(t, a.post("/admin/circles", "/admin/circles/create", url.Values{"name": {strings.Repeat("x", 101)}}), http.StatusBadRequest, "1 to 100 characters")
+	chat.fail = errors.New("muc down")
+	wantCode(t, a.post("/admin/circles", "/admin/circles/create", url.Values{"name": {"Friends"}, "chat": {"1"}}), http.StatusInternalServerError, "could not be created")
+	chat.fail = nil
+	// Without a chat: no backend call.
+	if rec := a.post("/admin/circles", "/admin/circles/create", url.Values{"name": {"Friends"}}); rec.Code != http.StatusSeeOther {
+		t.Fatalf("create without chat: %d %s", rec.Code, rec.Body)
+	}
+	if c, err := e.st.Circle(ctx, "Friends"); err != nil || c.Room != "" {
+		t.Fatalf("Friends = %+v, %v", c, err)
+	}
+
+	a.post("/admin/circles", "/admin/circles/join", url.Values{"circle": {"Family"}, "username": {"mum"}})
+	a.post("/admin/circles", "/admin/circles/join", url.Values{"circle": {"Family"}, "username": {"kid"}})
+	// Leave goes through the service: out of the room too.
+	if rec := a.post("/admin/circles", "/admin/circles/leave", url.Values{"circle": {"Family"}, "username": {"kid"}}); rec.Code != http.StatusSeeOther {
+		t.Fatalf("leave: %d %s", rec.Code, rec.Body)
+	}
+	if !strings.Contains(chat.log(), "remove kid family@rooms.example.org") {
+		t.Fatalf("leave did not reach the room: %s", chat.log())
+	}
+	wantCode(t, a.post("/admin/circles", "/admin/circles/leave", url.Values{"circle": {"Nope"}, "username": {"kid"}}), http.StatusNotFound, "No such circle")
+
+	// Delete: a confirmation step first, which changes nothing.
+	del := url.Values{"name": {"Family"}}
+	wantCode(t, a.do("POST", "/admin/circles/delete", del), http.StatusForbidden)
+	wantCode(t, k.post("/account", "/admin/circles/delete", url.Values{"name": {"Family"}, "confirm": {"1"}}), http.StatusForbidden)
+	wantCode(t, a.post("/admin/circles", "/admin/circles/delete", del), 200, "Delete the circle Family?", "mum leaves it.",
+		"Its group chat <code>family@rooms.example.org</code> is closed", "Yes, delete Family", `name="confirm" value="1"`)
+	if _, err := e.st.Circle(ctx, "Family"); err != nil {
+		t.Fatalf("the circle went before the confirmation: %v", err)
+	}
+	wantCode(t, a.post("/admin/circles", "/admin/circles/delete", url.Values{"name": {"Nope"}}), http.StatusNotFound, "No such circle")
+	wantCode(t, a.post("/admin/circles", "/admin/circles/delete", url.Values{"name": {"Nope"}, "confirm": {"1"}}), http.StatusNotFound, "No such circle")
+	chat.fail = errors.New("muc down")
+	wantCode(t, a.post("/admin/circles", "/admin/circles/delete", url.Values{"name": {"Family"}, "confirm": {"1"}}), http.StatusInternalServerError, "could not be deleted")
+	chat.fail = nil
+	rec = a.post("/admin/circles", "/admin/circles/delete", url.Values{"name": {"Family"}, "confirm": {"1"}})
+	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/admin/circles?done=deleted&circle=Family" {
+		t.Fatalf("delete: %d %q %s", rec.Code, rec.Header().Get("Location"), rec.Body)
+	}
+	if _, err := e.st.Circle(ctx, "Family"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Family after delete: %v", err)
+	}
+	if !strings.Contains(chat.log(), "destroy family@rooms.example.org") {
+		t.Fatalf("the room was not destroyed: %s", chat.log())
+	}
+	wantCode(t, a.do("GET", "/admin/circles?done=deleted&circle=Family", nil), 200, "The circle Family is deleted. Its members stay in each other")
+	if !strings.Contains(e.logs.String(), `circle deleted" circle=Family by=root`) {
+		t.Fatalf("log:\n%s", e.logs)
+	}
+}
+
+func TestCircleChatUnavailable(t *testing.T) {
+	e := newEnv(t)
+	a := e.loggedIn("root")
+	wantCode(t, a.post("/admin/circles", "/admin/circles/create", url.Values{"name": {"Family"}, "chat": {"1"}}), http.StatusConflict, "Group chats are not available")
+	if _, err := e.st.Circle(context.Background(), "Family"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("circle created: %v", err)
 	}
 }

@@ -2,7 +2,6 @@ package webui
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -62,6 +61,8 @@ func (u *UI) usersPage(w http.ResponseWriter, r *http.Request, s *session) {
 		notice = user + " is locked and will be deleted in " + graceWords(u.cfg.DeletionGrace) + ". Until then you can undo this."
 	case "kept":
 		notice = user + " is kept: the deletion was cancelled."
+	case "role":
+		notice = user + " is now " + roleWords(q.Get("role")) + "."
 	}
 	u.showUsers(w, r, s, http.StatusOK, usersView{adminView: adminView{Notice: notice}})
 }
@@ -131,29 +132,12 @@ func (u *UI) deleteAccountNow(ctx context.Context, username, by string) error {
 	if u.cfg.Server != nil {
 		u.cfg.Server.DisconnectUser(username, stream.NotAuthorized, "account deleted")
 	}
+	if u.cfg.AccountDeleted != nil {
+		u.cfg.AccountDeleted(ctx, username)
+	}
 	u.endSessions(username, "")
 	u.log.Info("web: account deleted", "user", username, "by", by)
 	return nil
-}
-
-// deleteAccount deletes username after the grace period: it is locked
-// now (no login, live streams and web sessions ended) and deleted by the
-// background job when the period ends; with no grace period at once. It
-// reports whether the deletion was immediate.
-func (u *UI) deleteAccount(ctx context.Context, username, by string) (bool, error) {
-	if u.cfg.DeletionGrace <= 0 {
-		return true, u.deleteAccountNow(ctx, username, by)
-	}
-	now := u.now()
-	if err := u.cfg.Store.MarkAccountDeletion(ctx, username, by, now, now.Add(u.cfg.DeletionGrace)); err != nil {
-		return false, err
-	}
-	if u.cfg.Server != nil {
-		u.cfg.Server.DisconnectUser(username, stream.NotAuthorized, "account deleted")
-	}
-	u.endSessions(username, "")
-	u.log.Info("web: account marked for deletion", "user", username, "by", by, "due", now.Add(u.cfg.DeletionGrace))
-	return false, nil
 }
 
 // usersDelete: POST /admin/users/delete with username and confirm equal to
@@ -171,7 +155,7 @@ func (u *UI) usersDelete(w http.ResponseWriter, r *http.Request, s *session) {
 		fail(http.StatusBadRequest, "To delete "+user+", type the username again in the confirmation box.")
 		return
 	}
-	now, err := u.deleteAccount(r.Context(), user, s.user)
+	due, err := u.DeleteAccount(r.Context(), user, s.user, false)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		fail(http.StatusNotFound, "No such account.")
@@ -179,13 +163,16 @@ func (u *UI) usersDelete(w http.ResponseWriter, r *http.Request, s *session) {
 	case errors.Is(err, store.ErrExists):
 		fail(http.StatusConflict, user+" is already marked for deletion.")
 		return
+	case errors.Is(err, ErrLastAdmin):
+		fail(http.StatusConflict, user+" is the only administrator: make someone else administrator first.")
+		return
 	case err != nil:
 		u.log.Error("web: deleting an account failed", "err", err)
 		fail(http.StatusInternalServerError, "The account could not be deleted.")
 		return
 	}
 	done := "deleted"
-	if !now {
+	if !due.IsZero() {
 		done = "marked"
 	}
 	http.Redirect(w, r, "/admin/users?done="+done+"&user="+url.QueryEscape(user), http.StatusSeeOther)
@@ -223,7 +210,7 @@ func (u *UI) usersDeleteNow(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	if err == nil {
-		err = u.deleteAccountNow(r.Context(), user, s.user)
+		_, err = u.DeleteAccount(r.Context(), user, s.user, true)
 	}
 	if err != nil {
 		u.log.Error("web: deleting an account failed", "err", err)
@@ -231,6 +218,62 @@ func (u *UI) usersDeleteNow(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	http.Redirect(w, r, "/admin/users?done=deleted&user="+url.QueryEscape(user), http.StatusSeeOther)
+}
+
+// roleChoices lists the roles in the order the role form offers them.
+var roleChoices = []string{store.RoleLimited, store.RoleNormal, store.RoleAdmin}
+
+// roleWords describes a role for the users page.
+func roleWords(role string) string {
+	switch role {
+	case store.RoleLimited:
+		return "limited (chats, cannot invite)"
+	case store.RoleNormal:
+		return "a normal member"
+	case store.RoleAdmin:
+		return "an administrator"
+	}
+	return role
+}
+
+// roleLabel names a role in the role form.
+func roleLabel(role string) string {
+	if role == store.RoleAdmin {
+		return "administrator"
+	}
+	return role
+}
+
+// usersRole is POST /admin/users/role with username and role (limited,
+// normal or admin): SetRole. Demoting the last administrator is refused
+// with a form message.
+func (u *UI) usersRole(w http.ResponseWriter, r *http.Request, s *session) {
+	user, role := r.PostFormValue("username"), r.PostFormValue("role")
+	fail := func(status int, text string) {
+		u.showUsers(w, r, s, status, usersView{adminView: adminView{Error: text}})
+	}
+	err := u.SetRole(r.Context(), user, role, s.user)
+	switch {
+	case errors.Is(err, ErrInvalidRole):
+		fail(http.StatusBadRequest, "Choose limited, normal or administrator.")
+		return
+	case errors.Is(err, store.ErrNotFound):
+		fail(http.StatusNotFound, "No such account.")
+		return
+	case errors.Is(err, ErrLastAdmin):
+		fail(http.StatusConflict, user+" is the only administrator: make someone else administrator first.")
+		return
+	case err != nil:
+		u.log.Error("web: changing a role failed", "err", err)
+		fail(http.StatusInternalServerError, "The role could not be changed.")
+		return
+	}
+	if user == s.user && role != store.RoleAdmin {
+		// No admin pages any more: the account's own page.
+		http.Redirect(w, r, "/account", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/admin/users?done=role&user="+url.QueryEscape(user)+"&role="+url.QueryEscape(role), http.StatusSeeOther)
 }
 
 // tokenDigest is the stored form of a reset token: hex SHA-256.
@@ -247,11 +290,7 @@ func (u *UI) resetLink(token string) string { return u.cfg.BaseURL + "/reset/" +
 // with a QR code, for the administrator to give to the user.
 func (u *UI) usersReset(w http.ResponseWriter, r *http.Request, s *session) {
 	user := r.PostFormValue("username")
-	token := rand.Text()
-	now := u.now()
-	err := u.cfg.Store.CreatePasswordReset(r.Context(), store.PasswordReset{
-		Digest: tokenDigest(token), Username: user, Created: now, Expires: now.Add(PasswordResetLifetime), CreatedBy: s.user,
-	})
+	link, expires, err := u.ResetLink(r.Context(), user, s.user)
 	if errors.Is(err, store.ErrNotFound) {
 		u.showUsers(w, r, s, http.StatusNotFound, usersView{adminView: adminView{Error: "No such account (or it is marked for deletion)."}})
 		return
@@ -261,8 +300,7 @@ func (u *UI) usersReset(w http.ResponseWriter, r *http.Request, s *session) {
 		u.showUsers(w, r, s, http.StatusInternalServerError, usersView{adminView: adminView{Error: "The link could not be created."}})
 		return
 	}
-	u.log.Info("web: password reset link created", "user", user, "by", s.user)
-	v := usersView{Reset: u.resetLink(token), ResetUser: user + "@" + u.cfg.Domain, ResetUntil: now.Add(PasswordResetLifetime).Format("2 January 2006 15:04")}
+	v := usersView{Reset: link, ResetUser: user + "@" + u.cfg.Domain, ResetUntil: expires.Format("2 January 2006 15:04")}
 	v.ResetQR, _ = qrSVG(v.Reset, "QR code of the password reset link")
 	u.showUsers(w, r, s, http.StatusOK, v)
 }
@@ -353,7 +391,7 @@ func (u *UI) resetSubmit(w http.ResponseWriter, r *http.Request) {
 }
 
 // runJobs deletes the accounts whose grace period ended and prunes the
-// expired reset links.
+// expired reset links and web sessions.
 func (u *UI) runJobs(ctx context.Context) {
 	due, err := u.cfg.Store.DueAccountDeletions(ctx, u.now())
 	if err != nil {
@@ -367,10 +405,13 @@ func (u *UI) runJobs(ctx context.Context) {
 	if _, err := u.cfg.Store.PrunePasswordResets(ctx, u.now()); err != nil {
 		u.log.Warn("web: pruning reset links failed", "err", err)
 	}
+	if _, err := u.cfg.Store.PruneWebSessions(ctx, u.now()); err != nil {
+		u.log.Warn("web: pruning expired sessions failed", "err", err)
+	}
 }
 
 // Start runs the background job (deletions whose grace period ended,
-// expired reset links) now and every hour until ctx ends; the returned
+// expired reset links and web sessions) now and every hour until ctx ends; the returned
 // channel closes when it stopped. Fits serve's job list.
 func (u *UI) Start(ctx context.Context) <-chan struct{} {
 	done := make(chan struct{})

@@ -18,9 +18,11 @@
 //     stored SCRAM keys (auth.VerifyPassword, through the SASL PLAIN
 //     exchange), with failed logins throttled per address and account;
 //   - sessions are random 256-bit ids in a cookie that is HttpOnly,
-//     SameSite=Strict and Secure on HTTPS; every POST carries a CSRF token
-//     bound to the session (or, before login, to a random cookie) and is
-//     refused (403) without it;
+//     SameSite=Strict and Secure on HTTPS, kept in the store only as
+//     SHA-256 digests (store.WebSession), so they survive a restart and
+//     end with the account; every POST carries a CSRF token (an HMAC with
+//     a key kept in the settings table) bound to the session (or, before
+//     login, to a random cookie) and is refused (403) without it;
 //   - invitation and reset tokens and passwords are never logged; reset
 //     tokens are stored only as digests.
 //
@@ -51,6 +53,7 @@ import (
 	"github.com/hearthxmpp/hearth/appliance/store"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/auth"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
+	"github.com/hearthxmpp/hearth/ddns"
 	"github.com/hearthxmpp/hearth/ddns/reach"
 )
 
@@ -97,6 +100,24 @@ type Config struct {
 	// DomainStatus and CertStatus feed the wizard's steps 2 and 3 and the
 	// system page; nil shows the step as not available yet.
 	DomainStatus, CertStatus StepFunc
+	// Site is the domain choice in force (site.go; DNS "" before the
+	// wizard's domain step saved one): the domain form starts from it.
+	Site SiteChoice
+	// ApplySite saves the domain step's choice and restarts the services
+	// in-process, after the answer was written, so that they serve the new
+	// domain; it returns a *store.NotFreshError when the domain can no
+	// longer be renamed. nil: the domain cannot be changed here.
+	ApplySite func(ctx context.Context, c SiteChoice) error
+	// CheckDNS resolves the domain's records live (ddns.CheckRecords) for
+	// the domain step once a choice was saved; nil leaves the check out.
+	CheckDNS func(ctx context.Context) []ddns.RecordCheck
+	// NewCloudflare builds the Cloudflare provider the domain step checks
+	// a token with (ddns.FindZone); nil means ddns.NewCloudflare.
+	NewCloudflare func(token string) (ddns.Provider, error)
+	// C2SPort, C2STLSPort and S2SPort are the ports the SRV records shown
+	// by the domain step name (0: the standard 5222, 5223, 5269;
+	// negative: left out).
+	C2SPort, C2STLSPort, S2SPort int
 	// Reach checks whether the internet can reach Hearth (the wizard's
 	// step 4 and the network page run it on "Check now"): normally
 	// ddns/reach.Check after refreshing the router's port mappings. nil
@@ -108,6 +129,10 @@ type Config struct {
 	// ending the streams of deleted accounts, welcome messages and
 	// announcements. nil leaves those out.
 	Server *server.Server
+	// AccountDeleted, if set, is called after an account and its stored
+	// data are gone, for what other services hold live (the group chat
+	// service's affiliations, muc.Service.ForgetUser).
+	AccountDeleted func(ctx context.Context, username string)
 	// UploadDir is where uploaded files are kept (XEP-0363, mod/upload):
 	// a deleted account's files go from there. "" when uploads are off.
 	UploadDir string
@@ -138,8 +163,19 @@ const (
 // SessionLifetime is how long a login lasts.
 const SessionLifetime = 12 * time.Hour
 
-// maxSessions bounds the session table; the oldest is dropped beyond it.
-const maxSessions = 1000
+// maxSessionsPerUser bounds the stored sessions of one account; beyond
+// it, the one expiring soonest is dropped.
+const maxSessionsPerUser = 50
+
+// Settings keys (store settings table) of the web interface's own state.
+const (
+	// settingCSRFKey holds the CSRF HMAC key: 32 random bytes, hex,
+	// generated once, so tokens stay valid across restarts.
+	settingCSRFKey = "webui.csrf_key"
+	// settingReachLast holds the last reachability verdict as JSON
+	// (reachRecord).
+	settingReachLast = "webui.reach_last"
+)
 
 // UI serves the web pages. Create with New, mount with Register.
 type UI struct {
@@ -149,17 +185,15 @@ type UI struct {
 	key      []byte // HMAC key of the CSRF tokens
 	throttle *auth.Throttle
 
-	mu       sync.Mutex
-	sessions map[string]*session
-
 	reachRun  sync.Mutex // held while a reachability check runs
 	reachMu   sync.Mutex // guards reachLast
 	reachLast *reachResult
 }
 
-// session is one browser's login (or the wizard's, after step 1).
+// session is one browser's login (or the wizard's, after step 1), kept
+// in the store (store.WebSession) under the digest of its id.
 type session struct {
-	id      string
+	id      string // the cookie value; the store has only its digest
 	user    string
 	wizard  bool // created by the setup wizard (steps 2 to 5)
 	expires time.Time
@@ -174,15 +208,15 @@ func New(cfg Config) *UI {
 		cfg.BaseURL = "https://" + cfg.Domain
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	u := &UI{cfg: cfg, now: cfg.Now, log: cfg.Logger, sessions: map[string]*session{}}
+	u := &UI{cfg: cfg, now: cfg.Now, log: cfg.Logger}
 	if u.now == nil {
 		u.now = time.Now
 	}
 	if u.log == nil {
 		u.log = slog.Default()
 	}
-	u.key = make([]byte, 32)
-	rand.Read(u.key)
+	u.key = u.loadKey()
+	u.reachLast = u.loadReach()
 	u.throttle = auth.NewThrottle(loginFailures, loginWindow)
 	u.throttle.SetClock(u.now)
 	return u
@@ -203,6 +237,7 @@ func (u *UI) Register(m Mux) {
 	m.Handle("GET /setup", h(u.wizardGet))
 	m.Handle("GET /setup/{step}", h(u.wizardGet))
 	m.Handle("POST /setup", h(u.wizardAdmin))
+	m.Handle("POST /setup/domain", h(u.wizardDomain))
 	m.Handle("POST /setup/done", h(u.wizardInvite))
 	m.Handle("POST /setup/reach", h(u.wizardReach))
 	m.Handle("GET /admin/login", h(u.loginPage(true)))
@@ -226,6 +261,7 @@ func (u *UI) Register(m Mux) {
 	m.Handle("POST /admin/users/undelete", h(u.admin(u.usersUndelete)))
 	m.Handle("POST /admin/users/delete-now", h(u.admin(u.usersDeleteNow)))
 	m.Handle("POST /admin/users/reset", h(u.admin(u.usersReset)))
+	m.Handle("POST /admin/users/role", h(u.admin(u.usersRole)))
 	m.Handle("GET /reset/{token}", h(u.resetPage))
 	m.Handle("POST /reset/{token}", h(u.resetSubmit))
 	m.Handle("GET /terms", h(u.textPage(SettingTerms, "Terms of service")))
@@ -237,6 +273,8 @@ func (u *UI) Register(m Mux) {
 	m.Handle("GET /admin/announce", h(u.admin(u.announcePage)))
 	m.Handle("POST /admin/announce", h(u.admin(u.announce)))
 	m.Handle("GET /admin/circles", h(u.admin(u.circlesPage)))
+	m.Handle("POST /admin/circles/create", h(u.admin(u.circlesCreate)))
+	m.Handle("POST /admin/circles/delete", h(u.admin(u.circlesDelete)))
 	m.Handle("POST /admin/circles/join", h(u.admin(u.circlesJoin)))
 	m.Handle("POST /admin/circles/leave", h(u.admin(u.circlesLeave)))
 	m.Handle("GET /admin/backup", h(u.admin(u.backupPage)))
@@ -356,52 +394,68 @@ func (u *UI) setCookie(w http.ResponseWriter, r *http.Request, name, value strin
 	http.SetCookie(w, c)
 }
 
-// currentSession returns r's valid session, or nil.
-func (u *UI) currentSession(r *http.Request) *session {
-	c, err := r.Cookie(sessionCookie)
-	if err != nil || c.Value == "" {
-		return nil
+// loadKey returns the CSRF HMAC key kept in the store, generating it on
+// the first start. If the store fails, the key is random for this process
+// (forms then expire at a restart) and the failure is logged.
+func (u *UI) loadKey() []byte {
+	key := make([]byte, 32)
+	rand.Read(key)
+	v, err := u.cfg.Store.InitSetting(context.Background(), settingCSRFKey, hex.EncodeToString(key))
+	if err == nil {
+		if b, err2 := hex.DecodeString(v); err2 == nil && len(b) >= 32 {
+			return b
+		}
+		err = errors.New("malformed stored key")
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	s := u.sessions[c.Value]
-	if s == nil {
-		return nil
-	}
-	if !u.now().Before(s.expires) {
-		delete(u.sessions, s.id)
-		return nil
-	}
-	return s
+	u.log.Error("web: reading the CSRF key failed; forms will expire at the next restart", "err", err)
+	return key
 }
 
-// startSession logs user in on this browser.
-func (u *UI) startSession(w http.ResponseWriter, r *http.Request, user string, wizard bool) *session {
-	s := &session{id: randomToken(), user: user, wizard: wizard, expires: u.now().Add(SessionLifetime)}
-	u.mu.Lock()
-	if len(u.sessions) >= maxSessions {
-		var oldest *session
-		for _, o := range u.sessions {
-			if oldest == nil || o.expires.Before(oldest.expires) {
-				oldest = o
-			}
-		}
-		delete(u.sessions, oldest.id)
+// currentSession returns r's valid session, or nil (also when the store
+// fails: that is logged).
+func (u *UI) currentSession(r *http.Request) *session {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" || len(c.Value) > 128 {
+		return nil
 	}
-	u.sessions[s.id] = s
-	u.mu.Unlock()
+	ws, err := u.cfg.Store.WebSessionByDigest(r.Context(), tokenDigest(c.Value), u.now())
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			u.log.Error("web: reading a session failed", "err", err)
+		}
+		return nil
+	}
+	return &session{id: c.Value, user: ws.Username, wizard: ws.Wizard, expires: ws.Expires}
+}
+
+// startSession logs user in on this browser: a new session in the store
+// (at most maxSessionsPerUser per account) and its cookie. A store failure
+// is logged; the browser then simply is not logged in.
+func (u *UI) startSession(w http.ResponseWriter, r *http.Request, user string, wizard bool) *session {
+	now := u.now()
+	s := &session{id: randomToken(), user: user, wizard: wizard, expires: now.Add(SessionLifetime)}
+	err := u.cfg.Store.CreateWebSession(r.Context(), store.WebSession{
+		Digest: tokenDigest(s.id), Username: user, Wizard: wizard, Created: now, Expires: s.expires,
+	}, maxSessionsPerUser)
+	if err != nil {
+		u.log.Error("web: storing a session failed", "user", user, "err", err)
+	}
 	u.setCookie(w, r, sessionCookie, s.id, SessionLifetime)
 	return s
 }
 
 // endSessions removes every session of user (after the account was
-// deleted) or, with id set, that one.
+// deleted or locked) or, with id set, that one. Failures are logged.
 func (u *UI) endSessions(user, id string) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for k, s := range u.sessions {
-		if k == id || (user != "" && s.user == user) {
-			delete(u.sessions, k)
+	ctx := context.Background()
+	if id != "" {
+		if err := u.cfg.Store.DeleteWebSession(ctx, tokenDigest(id)); err != nil {
+			u.log.Error("web: ending a session failed", "err", err)
+		}
+	}
+	if user != "" {
+		if _, err := u.cfg.Store.DeleteWebSessions(ctx, user); err != nil {
+			u.log.Error("web: ending the sessions of an account failed", "user", user, "err", err)
 		}
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/hearthxmpp/hearth/appliance/account"
 	"github.com/hearthxmpp/hearth/appliance/invite"
 	"github.com/hearthxmpp/hearth/appliance/store"
+	"github.com/hearthxmpp/hearth/ddns"
 )
 
 // wizardSteps are the setup steps in order; the index + 1 is the number
@@ -33,7 +35,12 @@ type wizardView struct {
 	NeedCode                        bool
 	Records                         []dnsRecord
 	Status                          *StepStatus // nil: the check is not available yet
-	Reach                           reachView   // step 4
+	Site                            siteForm    // step 2's form
+	Chosen                          bool        // step 2: a domain choice was saved
+	Checks                          []ddns.RecordCheck
+	CheckOK                         bool
+	CheckSummary                    string
+	Reach                           reachView // step 4
 	InviteLink, InviteURI, InviteQR string
 }
 
@@ -46,18 +53,36 @@ func wizardTitles() []string {
 	return out
 }
 
-// records are the DNS records a domain needs (RFC 6120 §3.2.1 SRV for
-// clients and servers, XEP-0368 direct TLS, and the component subdomains).
-func records(domain string) []dnsRecord {
+// records are the DNS records the served domain needs (RFC 6120 §3.2.1
+// SRV for clients and servers, XEP-0368 direct TLS, and the component
+// subdomains) with the configured ports.
+func (u *UI) records() []dnsRecord {
+	domain := u.cfg.Domain
 	d := domain + "."
-	return []dnsRecord{
-		{domain, "A / AAAA", "your public IPv4 / IPv6 address"},
-		{"_xmpp-client._tcp." + domain, "SRV", "0 5 5222 " + d},
-		{"_xmpps-client._tcp." + domain, "SRV", "0 5 5223 " + d},
-		{"_xmpp-server._tcp." + domain, "SRV", "0 5 5269 " + d},
-		{"groups." + domain, "CNAME", d},
-		{"upload." + domain, "CNAME", d},
+	out := []dnsRecord{{domain, "A / AAAA", "your public IPv4 / IPv6 address"}}
+	for _, s := range []struct {
+		name      string
+		port, def int
+	}{
+		{"_xmpp-client._tcp.", u.cfg.C2SPort, 5222},
+		{"_xmpps-client._tcp.", u.cfg.C2STLSPort, 5223},
+		{"_xmpp-server._tcp.", u.cfg.S2SPort, 5269},
+	} {
+		if s.port == 0 {
+			s.port = s.def
+		}
+		if s.port > 0 {
+			out = append(out, dnsRecord{s.name + domain, "SRV", "0 5 " + strconv.Itoa(s.port) + " " + d})
+		}
 	}
+	comps := []string{"groups." + domain, "upload." + domain}
+	if u.cfg.Server != nil {
+		comps = u.cfg.Server.Components()
+	}
+	for _, c := range comps {
+		out = append(out, dnsRecord{c, "CNAME", d})
+	}
+	return out
 }
 
 // wizardGate applies the wizard's access rules and reports whether the
@@ -126,8 +151,14 @@ func (u *UI) wizardView(w http.ResponseWriter, r *http.Request, step int, s *ses
 	var f StepFunc
 	switch wizardSteps[step-1].Name {
 	case "domain":
-		v.Records = records(u.cfg.Domain)
+		v.Records = u.records()
+		v.Site = u.siteFormFrom()
+		v.Chosen = u.cfg.Site.DNS != ""
 		f = u.cfg.DomainStatus
+		if v.Chosen && u.cfg.CheckDNS != nil {
+			v.Checks = u.cfg.CheckDNS(r.Context())
+			v.CheckOK, v.CheckSummary = checkSummary(v.Checks)
+		}
 	case "certs":
 		f = u.cfg.CertStatus
 	case "reach":
@@ -136,6 +167,10 @@ func (u *UI) wizardView(w http.ResponseWriter, r *http.Request, step int, s *ses
 	if f != nil {
 		st := f(r.Context())
 		v.Status = &st
+	}
+	if v.Chosen && len(v.Checks) > 0 && u.cfg.Site.DNS == DNSManual {
+		// The check's table says it all.
+		v.Status = nil
 	}
 	return v
 }

@@ -1,8 +1,10 @@
 package interop_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hearthxmpp/hearth/ddns"
+	"github.com/hearthxmpp/hearth/ddns/ddnstest"
+	"github.com/libdns/libdns"
 )
 
 const (
@@ -48,26 +54,37 @@ func artifactsDir(t *testing.T, name string) string {
 }
 
 // TestWebWizardInviteRegistration runs the first-boot wizard in Chromium on
-// a fresh data directory (scripts/e2e/wizard.mjs): administrator account,
-// the later steps, a first invitation; a CSRF-less POST is refused; the
-// invitation's landing page registers a new account through the web form;
-// the admin pages list it. Then slixmpp logs that account in, and finds the
-// administrator (the inviter) in its roster (XEP-0379).
+// a fresh data directory started like the image (--domain hearth.local)
+// (scripts/e2e/wizard.mjs): administrator account; the domain step refuses
+// a bad name, then switches Hearth to family.test with manual DNS (the
+// services restart in-process and the page continues by itself); the live
+// DNS check asks Knot (--dns-resolver), first finds the _xmpp-server SRV
+// record missing, and passes once the test added it (RFC 2136); the later
+// steps, a first invitation; a CSRF-less POST is refused; the invitation's
+// landing page registers a new account through the web form; the admin
+// pages list it. Then slixmpp logs that account in at family.test, and
+// finds the administrator (the inviter) in its roster (XEP-0379).
 func TestWebWizardInviteRegistration(t *testing.T) {
 	t.Parallel()
 	requireBrowser(t)
 	requireSlixmpp(t)
 	requireHearth(t)
+	const newDomain = "family.test"
 	p := freePorts(t, 6)
+	k := ddnstest.StartKnot(t, map[string]string{newDomain: "@ A 127.0.0.1\n* CNAME family.test.\n" +
+		"_xmpp-client._tcp SRV 0 5 " + strconv.Itoa(p[0]) + " family.test.\n" +
+		"_xmpps-client._tcp SRV 0 5 " + strconv.Itoa(p[1]) + " family.test.\n"})
 	s := &server{workDir: t.TempDir(), data: "data", c2s: p[0], c2sTLS: p[1]}
 	startServer(t, s, "serve",
-		"--data", s.dataDir(), "--domain", domain, "--listen", "127.0.0.1",
+		"--data", s.dataDir(), "--domain", "hearth.local", "--listen", "127.0.0.1",
 		"--c2s-port", strconv.Itoa(p[0]), "--c2s-tls-port", strconv.Itoa(p[1]),
 		"--s2s-port", strconv.Itoa(p[2]), "--http-port", strconv.Itoa(p[3]),
 		"--https-port", strconv.Itoa(p[4]), "--turn-port", strconv.Itoa(p[5]),
 		// Hearth's own STUN server answers the reachability check: on
 		// loopback the public address is the local one, a direct connection.
 		"--stun-servers", "127.0.0.1:"+strconv.Itoa(p[5]),
+		// The domain step's live DNS check asks Knot.
+		"--dns-resolver", k.Addr,
 	)
 	s.waitListening(t, p[3])
 	s.waitListening(t, p[4])
@@ -80,28 +97,70 @@ func TestWebWizardInviteRegistration(t *testing.T) {
 		"--https", "https://localhost:"+strconv.Itoa(p[4]),
 		"--artifacts", artifactsDir(t, "webui-wizard"),
 		"--admin", "dad", "--admin-password", adminPW,
-		"--user", "newbie", "--password", userPW)
+		"--user", "newbie", "--password", userPW,
+		"--new-domain", newDomain)
 	cmd.Dir = filepath.Join(repoRoot, "scripts", "e2e")
 	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	t.Logf("wizard.mjs:\n%s", out)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitErr := make(chan error, 1)
+	go func() { err := cmd.Wait(); pw.Close(); waitErr <- err }()
+	// When the check first reports the missing record, publish it.
+	var out strings.Builder
+	sc := bufio.NewScanner(pr)
+	added := false
+	for sc.Scan() {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		if strings.HasPrefix(line, "DNSCHECK ") && strings.Contains(line, "missing") && !added {
+			added = true
+			addSRV(t, ctx, k, newDomain, "_xmpp-server._tcp", p[2])
+		}
+	}
+	err := <-waitErr
+	t.Logf("wizard.mjs:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("wizard.mjs failed: %v", err)
 	}
-	if !strings.Contains(string(out), "\nPASS") || !strings.Contains(string(out), "REGISTERED newbie@localhost") {
+	got := out.String()
+	if !strings.Contains(got, "\nPASS") || !strings.Contains(got, "REGISTERED newbie@"+newDomain) {
 		t.Fatal("wizard.mjs did not pass")
 	}
-	if !strings.Contains(string(out), "REACH Reachable: Hearth has a public address of its own") {
+	if !strings.Contains(got, "DNSCHECK One DNS record is missing or wrong") || !strings.Contains(got, "DNSCHECK All DNS records are in place.") {
+		t.Fatal("the live DNS check did not first report the missing SRV record, then pass")
+	}
+	if !strings.Contains(got, "REACH Reachable: Hearth has a public address of its own") {
 		t.Fatal("the reachability check did not find the direct connection")
 	}
-	if !regexp.MustCompile(`INVITE https://localhost:\d+/invite/[A-Z2-7]{26}`).Match(out) {
-		t.Fatal("no invitation link printed")
+	if !regexp.MustCompile(`INVITE https://family\.test:\d+/invite/[A-Z2-7]{26}`).MatchString(got) {
+		t.Fatal("no invitation link for the new domain printed")
 	}
 
 	args := append(portArgs(s.c2s), s.tlsArgs(t)...)
-	got := runScript(t, "login.py", append(args, "--jid", "newbie@localhost", "--password", userPW)...)
-	if !strings.Contains(got, "fetched the roster (1 items)") {
-		t.Fatalf("the new account's roster should hold its inviter:\n%s", got)
+	res := runScript(t, "login.py", append(args, "--jid", "newbie@"+newDomain, "--password", userPW)...)
+	if !strings.Contains(res, "fetched the roster (1 items)") {
+		t.Fatalf("the new account's roster should hold its inviter:\n%s", res)
 	}
-	runScript(t, "login.py", append(args, "--jid", "dad@localhost", "--password", adminPW)...)
+	runScript(t, "login.py", append(args, "--jid", "dad@"+newDomain, "--password", adminPW)...)
+}
+
+// addSRV adds "name SRV 0 5 port domain." to the zone at Knot (RFC 2136).
+func addSRV(t *testing.T, ctx context.Context, k *ddnstest.Knot, domain, name string, port int) {
+	t.Helper()
+	prov, err := ddns.NewRFC2136(k.Addr, k.KeyName, k.KeyAlg, k.Secret)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	svc, proto, _ := strings.Cut(name, ".")
+	_, err = prov.AppendRecords(ctx, domain, []libdns.Record{libdns.SRV{
+		Service: strings.TrimPrefix(svc, "_"), Transport: strings.TrimPrefix(proto, "_"), Name: "@",
+		TTL: time.Minute, Priority: 0, Weight: 5, Port: uint16(port), Target: domain + ".",
+	}})
+	if err != nil {
+		t.Errorf("adding %s: %v", name, err)
+	}
 }

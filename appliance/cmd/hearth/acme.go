@@ -48,6 +48,9 @@ type acmeSetup struct {
 	updater              *ddns.Updater
 	provider             ddns.Provider
 	providerName         string
+	// siteToken is the Cloudflare API token of the setup wizard's stored
+	// domain choice (site.go), used when --dns-provider came from it.
+	siteToken string
 }
 
 // register adds the flags to fs.
@@ -244,6 +247,9 @@ func (a *acmeSetup) newProvider() (ddns.Provider, error) {
 	}
 	switch a.dnsProvider {
 	case "cloudflare":
+		if a.siteToken != "" {
+			return ddns.NewCloudflare(a.siteToken)
+		}
 		if get(envCloudflareToken) == "" {
 			return nil, fmt.Errorf("--dns-provider cloudflare needs %s (environment or --dns-credentials)", envCloudflareToken)
 		}

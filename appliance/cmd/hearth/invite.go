@@ -12,7 +12,6 @@ import (
 
 	"github.com/hearthxmpp/hearth/appliance/invite"
 	"github.com/hearthxmpp/hearth/appliance/store"
-	"github.com/skip2/go-qrcode"
 )
 
 const inviteUsage = `Usage:
@@ -99,12 +98,7 @@ func inviteCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  Link: %s\n", link)
 		fmt.Fprintf(stdout, "  XMPP: %s\n", invite.URI(domain, inv.Token))
 		if !*noQR {
-			q, err := qrcode.New(link, qrcode.Medium)
-			if err != nil {
-				fmt.Fprintf(stderr, "hearth: QR code: %v\n", err)
-				return 1
-			}
-			fmt.Fprintf(stdout, "\nScan with a phone camera to open the invitation:\n\n%s", q.ToSmallString(false))
+			return printQR(stdout, stderr, link, "open the invitation")
 		}
 		return 0
 	case "list":

@@ -56,6 +56,8 @@ func registerModules(srv *server.Server, web *httpd.Server, cfg *serveConfig) (*
 	if err := registerMUC(srv, cfg); err != nil {
 		return nil, err
 	}
+	// Circles get their group chats there, with bookmarks in PEP.
+	cfg.groupChat = muc.CircleChats{MUC: cfg.muc, PEP: svc}
 	// XMPP over WebSocket and BOSH, with XEP-0156 discovery (webxmpp.go).
 	if err := registerWebTransports(srv, web, cfg); err != nil {
 		return nil, err
@@ -122,5 +124,6 @@ func registerMUC(srv *server.Server, cfg *serveConfig) error {
 		return err
 	}
 	cfg.jobs = append(cfg.jobs, svc.Start)
+	cfg.muc = svc
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hearthxmpp/hearth/appliance/certs"
 	"github.com/hearthxmpp/hearth/ddns/portmap"
 	"github.com/hearthxmpp/hearth/ddns/reach"
 )
@@ -35,6 +36,26 @@ func homePorts(c2s, c2sTLS, s2s, https, turn int) []reach.Port {
 	return out
 }
 
+// publicPorts are homePorts for the serve flags, plus the plain HTTP
+// port when ACME HTTP-01 needs it reachable (Let's Encrypt connects to
+// port 80).
+func (c *serveConfig) publicPorts() []reach.Port {
+	ports := homePorts(c.c2sPort, c.c2sTLSPort, c.s2sPort, c.httpsPort, c.turnPort)
+	if c.acme.acme && c.acme.challenge == certs.ChallengeHTTP01 && c.httpPort > 0 && c.httpPort < 65536 {
+		ports = append(ports, reach.Port{Protocol: "tcp", Number: uint16(c.httpPort), Purpose: "certificates (Let's Encrypt HTTP-01)"})
+	}
+	return ports
+}
+
+// portOrOff is a port for webui.Config's SRV ports: 0 (disabled) becomes
+// -1, which leaves the record out.
+func portOrOff(p int) int {
+	if p == 0 {
+		return -1
+	}
+	return p
+}
+
 // mappings turns ports into router port mappings (same port outside).
 func mappings(ports []reach.Port) []portmap.Mapping {
 	out := make([]portmap.Mapping, len(ports))
@@ -50,7 +71,7 @@ func newPortMapper(cfg *serveConfig, log *slog.Logger) *portmap.Manager {
 	if cfg.portMapping == "off" {
 		return nil
 	}
-	ports := homePorts(cfg.c2sPort, cfg.c2sTLSPort, cfg.s2sPort, cfg.httpsPort, cfg.turnPort)
+	ports := cfg.publicPorts()
 	return portmap.NewManager(func(ctx context.Context) (portmap.Router, error) {
 		return portmap.Discover(ctx, cfg.portMapping)
 	}, mappings(ports), 0, log)

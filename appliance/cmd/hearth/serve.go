@@ -17,12 +17,15 @@ import (
 	"time"
 
 	"github.com/hearthxmpp/hearth/appliance/httpd"
+	"github.com/hearthxmpp/hearth/appliance/invite"
 	"github.com/hearthxmpp/hearth/appliance/store"
 	"github.com/hearthxmpp/hearth/appliance/tlsutil"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/muc"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/upload"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
 	"github.com/hearthxmpp/hearth/ddns/mdns"
 	"github.com/hearthxmpp/hearth/ddns/portmap"
+	"github.com/hearthxmpp/hearth/webui"
 )
 
 // serveConfig is everything `hearth serve` takes from its flags.
@@ -45,8 +48,12 @@ type serveConfig struct {
 	calls callsSetup
 	// Invitations, registration and the web pages (web.go).
 	ui uiSetup
-	// XEP-0045 group chat (mod/muc): the service's domain.
+	// XEP-0045 group chat (mod/muc): the service's domain, and the service
+	// once registered (circles' group chats, deleted accounts' affiliations).
 	mucDomain string
+	muc       *muc.Service
+	// groupChat gives circles their rooms (invite.Config.GroupChat).
+	groupChat invite.GroupChat
 	// XEP-0363 file upload (mod/upload).
 	uploadDomain, uploadURL    string
 	uploadMaxFile, uploadQuota upload.ByteSize
@@ -58,6 +65,18 @@ type serveConfig struct {
 	// serve starts them with the listeners and waits for them before the
 	// store closes.
 	jobs []func(context.Context) <-chan struct{}
+	// dnsResolver is --dns-resolver: the DNS server the live DNS check asks
+	// ("" the system's resolver).
+	dnsResolver string
+	// site is the setup wizard's stored domain choice (site.go).
+	site webui.SiteChoice
+	// store, srv and log are this run's; restart ends the run so that the
+	// serve loop starts the next one (webui's ApplySite).
+	store   *store.Store
+	srv     *server.Server
+	log     *slog.Logger
+	restart func()
+	addrs   addrCache
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -99,46 +118,89 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 			return nil
 		})
 	}
+	fs.StringVar(&c.dnsResolver, "dns-resolver", "", "DNS server (host:port) the setup wizard's live DNS check asks; default: the system's resolver")
 	c.acme.register(fs)
 	c.calls.register(fs)
 	c.ui.register(fs)
 	return fs, c
 }
 
-// serve runs the server until SIGINT/SIGTERM.
+// errRestart is the cause that ends a run of serveOnce when the setup
+// wizard saved a new domain choice: the loop starts the next run.
+var errRestart = errors.New("the domain choice changed")
+
+// serve runs the server until SIGINT/SIGTERM. Each run parses the flags
+// afresh, applies the stored domain choice and builds the server, its
+// listeners and jobs; when the setup wizard saves a new choice the run ends
+// (every listener closed, jobs stopped, store closed) and the next one
+// starts in the same process.
 func serve(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serveLoop(ctx, args, stdout, stderr)
+}
+
+// serveLoop runs serveOnce until it ends for another reason than a
+// restart, or ctx ends.
+func serveLoop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	for {
+		code, restart := serveOnce(ctx, args, stdout, stderr)
+		if !restart || ctx.Err() != nil {
+			return code
+		}
+	}
+}
+
+// serveOnce is one run of the server until ctx ends (exit code 0) or it
+// asks for a restart (restart true); it returns a non-zero exit code when
+// the configuration is wrong or a listener fails.
+func serveOnce(parent context.Context, args []string, stdout, stderr io.Writer) (code int, restart bool) {
 	fs, cfg := serveFlags(stderr)
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return 2, false
 	}
 	switch cfg.portMapping {
 	case "off", "auto", "upnp", "natpmp":
 	default:
 		fmt.Fprintf(stderr, "hearth: bad --port-mapping %q: want auto, upnp, natpmp or off\n", cfg.portMapping)
-		return 2
+		return 2, false
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
 		fmt.Fprintf(stderr, "hearth: bad --log-level: %v\n", err)
-		return 2
+		return 2, false
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
+	cfg.log = log
 
 	st, err := store.Open(filepath.Join(cfg.data, "hearth.db"))
 	if err != nil {
 		log.Error("opening the store failed", "err", err)
-		return 1
+		return 1, false
 	}
 	defer st.Close()
-	if err := checkDomain(context.Background(), st, cfg.domain); err != nil {
+	cfg.store = st
+	if cfg.domain, err = serveDomain(parent, st, cfg.domain, log); err != nil {
 		log.Error(err.Error())
-		return 1
+		return 1, false
 	}
+	if cfg.site, err = loadSite(parent, st); err != nil {
+		log.Error("reading the domain choice failed", "err", err)
+		return 1, false
+	}
+	if applied := applySiteChoice(cfg, explicitFlags(fs), cfg.site); len(applied) > 0 {
+		log.Info("applying the setup wizard's domain choice", "dns", cfg.site.DNS, "flags", strings.Join(applied, ","))
+	}
+	cfg.site = siteChoiceInForce(cfg.site, cfg.domain)
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	cfg.restart = func() { cancel(errRestart) }
+
 	cert, err := tlsutil.LoadOrCreateSelfSigned(filepath.Join(cfg.data, "tls"), cfg.domain)
 	if err != nil {
 		log.Error("loading the TLS certificate failed", "err", err)
-		return 1
+		return 1, false
 	}
 	srv, err := server.New(server.Config{
 		Domain: cfg.domain, Store: st, Certificate: cert, Limits: cfg.limits,
@@ -146,26 +208,42 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	})
 	if err != nil {
 		log.Error("configuration error", "err", err)
-		return 1
+		return 1, false
 	}
+	cfg.srv = srv
 	cfg.portmap = newPortMapper(cfg, log)
 	web := httpd.New(log)
 	arch, err := registerModules(srv, web, cfg)
 	if err != nil {
 		log.Error("configuration error", "err", err)
-		return 1
+		return 1, false
 	}
 	if err := cfg.acme.setup(cfg, srv, web, st, log); err != nil {
 		log.Error("configuration error", "err", err)
-		return 1
+		return 1, false
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	archDone := arch.Start(ctx)
 	var jobsDone []<-chan struct{}
 	for _, start := range cfg.jobs {
 		jobsDone = append(jobsDone, start(ctx))
+	}
+	// stopAll ends the run: listeners closed, jobs waited for (the store
+	// closes after them).
+	stopAll := func() {
+		cancel(nil)
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if err := web.Shutdown(sctx); err != nil {
+			log.Warn("HTTP shutdown incomplete", "err", err)
+		}
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("shutdown incomplete", "err", err)
+		}
+		<-archDone // the retention job stopped with ctx; the store closes after it
+		for _, done := range jobsDone {
+			<-done
+		}
 	}
 	var c2s []string
 	for _, host := range strings.Split(cfg.listen, ",") {
@@ -180,8 +258,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			addr, err := srv.ListenC2S(ctx, net.JoinHostPort(host, strconv.Itoa(l.port)), l.direct)
 			if err != nil {
 				log.Error("listen failed", "err", err)
-				srv.Shutdown(context.Background())
-				return 1
+				stopAll()
+				return 1, false
 			}
 			c2s = append(c2s, addr.String())
 		}
@@ -201,11 +279,18 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			}
 			if err != nil {
 				log.Error("listen failed", "err", err)
-				srv.Shutdown(context.Background())
-				web.Shutdown(context.Background())
-				return 1
+				stopAll()
+				return 1, false
 			}
 		}
+	}
+	// The control socket DATA/control.sock for the CLI (hearth announce,
+	// circle, user role...); after the listeners, since its wait returns
+	// only once ctx ends.
+	waitControl, err := startControl(ctx, cfg.data, cfg.ui.ui, cfg.ui.invites, log)
+	if err != nil {
+		log.Error("control socket not started: the CLI commands that need the running server will fail", "err", err)
+		waitControl = func() {}
 	}
 	fmt.Fprintf(stdout, "Hearth %s is serving %s.\n", version, cfg.domain)
 	fmt.Fprintf(stdout, "  Clients connect to %s (port %d: STARTTLS, port %d: direct TLS).\n", strings.Join(c2s, ", "), cfg.c2sPort, cfg.c2sTLSPort)
@@ -215,36 +300,41 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  ACME is on: the CA's certificate replaces the self-signed one once issued.\n")
 	}
 	// ACME and dynamic DNS start once the listeners are up (HTTP-01).
-	defer cfg.acme.start(ctx)()
+	waitACME := cfg.acme.start(ctx)
 
+	var waitPortMap func()
 	if cfg.portmap != nil {
 		// Run removes the mappings once ctx ends; wait for that.
-		defer startPortMapping(ctx, cfg.portmap)()
+		waitPortMap = startPortMapping(ctx, cfg.portmap)
 	}
+	mdnsDone := make(chan struct{})
 	if cfg.mdnsHost != "" {
 		go func() {
+			defer close(mdnsDone)
 			err := mdns.Advertise(ctx, mdns.Config{Host: cfg.mdnsHost, Domain: cfg.domain, C2SPort: cfg.c2sPort, HTTPPort: cfg.httpPort, Logger: log})
-			if err != nil {
+			if err != nil && ctx.Err() == nil {
 				log.Warn("mDNS announcement stopped", "err", err)
 			}
 		}()
+	} else {
+		close(mdnsDone)
 	}
 
 	<-ctx.Done()
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := web.Shutdown(sctx); err != nil {
-		log.Warn("HTTP shutdown incomplete", "err", err)
+	restart = errors.Is(context.Cause(ctx), errRestart) && parent.Err() == nil
+	if restart {
+		log.Info("restarting the services for the new domain choice")
+	} else {
+		log.Info("shutting down")
 	}
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("shutdown incomplete", "err", err)
+	stopAll()
+	waitControl()
+	waitACME()
+	if waitPortMap != nil {
+		waitPortMap()
 	}
-	<-archDone // the retention job stopped with ctx; the store closes after it
-	for _, done := range jobsDone {
-		<-done
-	}
-	return 0
+	<-mdnsDone
+	return 0, restart
 }
 
 // checkDomain binds a data directory to one domain: the first start records

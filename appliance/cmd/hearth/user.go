@@ -14,12 +14,19 @@ import (
 
 	"github.com/hearthxmpp/hearth/appliance/account"
 	"github.com/hearthxmpp/hearth/appliance/backup"
+	"github.com/hearthxmpp/hearth/appliance/control"
 	"github.com/hearthxmpp/hearth/appliance/store"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/upload"
+	"github.com/skip2/go-qrcode"
 	"mellium.im/xmpp/jid"
 )
 
-// userCmd implements `hearth user add|passwd|del|list`. It opens the same
-// SQLite database as a running server (WAL mode allows both at once).
+// userCmd implements `hearth user add|passwd|del|list|role|reset-link`.
+// add, passwd and list open the same SQLite database as a running server
+// (WAL mode allows both at once). role and reset-link go through the
+// running server's control socket, like del when the server runs (so it
+// ends the account's live sessions and follows the grace period of the
+// admin page); without a server, del deletes at once in the database.
 func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -29,12 +36,50 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", "data", "data directory")
+	now := fs.Bool("now", false, "with del: delete at once, without the grace period of a running server")
+	noQR := fs.Bool("no-qr", false, "with reset-link: do not print the QR code")
 	// Accept the JID before or after the flags.
 	positional, err := parseWithPositional(fs, args[1:])
 	if err != nil {
 		return 2
 	}
 	ctx := context.Background()
+	switch {
+	case sub == "role" && len(positional) == 2:
+		if code := callServer(*data, stderr, ctlUserRole, ctlUserArgs{JID: positional[0], Role: positional[1]}, nil); code != 0 {
+			return code
+		}
+		fmt.Fprintf(stdout, "%s is now %s\n", positional[0], positional[1])
+		return 0
+	case sub == "role":
+		fmt.Fprintln(stderr, "hearth user role: need a JID and a role (limited, normal or admin)")
+		return 2
+	case sub == "reset-link" && len(positional) == 1:
+		var res ctlResetLink
+		if code := callServer(*data, stderr, ctlUserResetLink, ctlUserArgs{JID: positional[0]}, &res); code != 0 {
+			return code
+		}
+		fmt.Fprintf(stdout, "Password link for %s, valid once until %s:\n  %s\n", positional[0], res.Expires.Format("2006-01-02 15:04 MST"), res.Link)
+		if !*noQR {
+			return printQR(stdout, stderr, res.Link, "open the link")
+		}
+		return 0
+	case sub == "del" && len(positional) == 1:
+		// Through the running server when there is one.
+		var res ctlDeleted
+		err := control.Call(ctx, *data, ctlUserDelete, ctlUserArgs{JID: positional[0], Now: *now}, &res)
+		switch {
+		case err == nil && res.DeleteOn.IsZero():
+			fmt.Fprintf(stdout, "deleted %s\n", positional[0])
+			return 0
+		case err == nil:
+			fmt.Fprintf(stdout, "%s is locked and will be deleted on %s (cancel on the admin page /admin/users; --now deletes at once)\n",
+				positional[0], res.DeleteOn.Format("2006-01-02 15:04 MST"))
+			return 0
+		case !errors.Is(err, control.ErrNotRunning):
+			return reportCallError(err, *data, stderr)
+		}
+	}
 	st, ok := openStore(*data, stderr)
 	if !ok {
 		return 1
@@ -102,7 +147,13 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "del":
-		if err := st.DeleteAccount(ctx, user); err != nil {
+		// No server runs: delete at once, uploaded files first (as the
+		// server does), then the account with all its data.
+		_, _, err := upload.DeleteUserFiles(ctx, st, filepath.Join(*data, "uploads"), user)
+		if err == nil {
+			err = st.DeleteAccount(ctx, user)
+		}
+		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				fmt.Fprintf(stderr, "hearth: no such account %s\n", j.Bare())
 			} else {
@@ -168,4 +219,18 @@ func openStore(dir string, stderr io.Writer) (*store.Store, bool) {
 		return nil, false
 	}
 	return st, true
+}
+
+// printQR prints link as a QR code of Unicode half blocks for a phone
+// camera, under a line saying it is scanned to do what (like "open the
+// invitation"). It returns the exit code: 1 (with the error on stderr) if
+// the link is too long for a QR code.
+func printQR(stdout, stderr io.Writer, link, what string) int {
+	q, err := qrcode.New(link, qrcode.Medium)
+	if err != nil {
+		fmt.Fprintf(stderr, "hearth: QR code: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "\nScan with a phone camera to %s:\n\n%s", what, q.ToSmallString(false))
+	return 0
 }

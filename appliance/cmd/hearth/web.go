@@ -30,6 +30,10 @@ type uiSetup struct {
 	// deletionGrace is how long a deleted account stays locked (and can be
 	// restored) before it is gone.
 	deletionGrace time.Duration
+	// ui and invites are the web pages and the invitation service setup
+	// made: the control socket's commands call them (control.go).
+	ui      *webui.UI
+	invites *invite.Service
 }
 
 // envSetupCode holds the setup code when it should not show in ps.
@@ -47,6 +51,7 @@ func (u *uiSetup) register(fs *flag.FlagSet) {
 func (u *uiSetup) setup(srv *server.Server, web *httpd.Server, cfg *serveConfig, log *slog.Logger) {
 	var ui *webui.UI
 	invites := invite.New(invite.Config{Store: srv.Store(), Domain: cfg.domain, Roster: srv, Logger: log,
+		GroupChat: cfg.groupChat,
 		// The welcome message goes to every new account.
 		Registered: func(ctx context.Context, user string) { ui.Welcome(ctx, user) }})
 	register.EnableInBand(srv, invites)
@@ -64,12 +69,24 @@ func (u *uiSetup) setup(srv *server.Server, web *httpd.Server, cfg *serveConfig,
 	ui = webui.New(webui.Config{
 		Domain: cfg.domain, Store: srv.Store(), Invites: invites, BaseURL: base,
 		HTTPSPort: cfg.httpsPort, WebClientPath: webclient.Path, SetupCode: code,
-		DomainStatus: cfg.domainStatus, CertStatus: cfg.certStatus, Reach: cfg.checkReach,
+		DomainStatus: cfg.siteStatus, CertStatus: cfg.certStatus, Reach: cfg.checkReach,
+		// The domain step (site.go).
+		Site: cfg.site, ApplySite: cfg.applySite, CheckDNS: cfg.checkDNS,
+		C2SPort: portOrOff(cfg.c2sPort), C2STLSPort: portOrOff(cfg.c2sTLSPort), S2SPort: portOrOff(cfg.s2sPort),
 		Server: srv, DataDir: cfg.data, Facts: cfg.facts(),
 		UploadDir: filepath.Join(cfg.data, "uploads"), DeletionGrace: u.deletionGrace,
+		AccountDeleted: func(ctx context.Context, user string) {
+			if cfg.muc == nil {
+				return
+			}
+			if _, err := cfg.muc.ForgetUser(ctx, user+"@"+cfg.domain); err != nil {
+				log.Warn("removing a deleted account from group chats failed", "user", user, "err", err)
+			}
+		},
 		Logger: log,
 	})
 	ui.Register(web)
+	u.ui, u.invites = ui, invites
 	// Deletions whose grace period ended, expired password links.
 	cfg.jobs = append(cfg.jobs, ui.Start)
 }
@@ -127,7 +144,7 @@ func (c *serveConfig) checkReach(ctx context.Context) reach.Verdict {
 		c.portmap.Refresh(ctx)
 	}
 	return reach.Check(ctx, reach.CheckConfig{
-		Ports:       homePorts(c.c2sPort, c.c2sTLSPort, c.s2sPort, c.httpsPort, c.turnPort),
+		Ports:       c.publicPorts(),
 		STUNServers: splitList(c.acme.stunServers), Router: c.portmap,
 	})
 }
@@ -158,7 +175,7 @@ func (c *serveConfig) domainStatus(ctx context.Context) webui.StepStatus {
 func (c *serveConfig) certStatus(ctx context.Context) webui.StepStatus {
 	m := c.acme.mgr.Load()
 	if m == nil {
-		return webui.StepStatus{Summary: "Automatic certificates are off: Hearth uses a certificate it made itself, which chat apps ask you to accept once. Start Hearth with --acme to get one from Let's Encrypt."}
+		return webui.StepStatus{Summary: "Automatic certificates are off: Hearth uses a certificate it made itself, which chat apps ask you to accept once. Choose a Let's Encrypt certificate in the domain step (or start Hearth with --acme) to get one."}
 	}
 	st := m.Status()
 	s := webui.StepStatus{OK: !st.SelfSigned}
