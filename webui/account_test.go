@@ -27,6 +27,7 @@ func (e *env) userLogin(name string) *browser {
 func TestAccountLoginAndPassword(t *testing.T) {
 	var addr string
 	e := newEnv(t, withServer(t, &addr))
+	e.setUp()
 	e.user("kid")
 	other := e.xmppLogin(addr, "kid", "tablet")
 	// Plain HTTP goes to HTTPS; without a session, to the login page.
@@ -72,6 +73,7 @@ func TestAccountLoginAndPassword(t *testing.T) {
 
 func TestAccountExport(t *testing.T) {
 	e := newEnv(t)
+	e.setUp()
 	e.user("juliet")
 	ctx := context.Background()
 	e.st.PutRosterItem(ctx, "juliet", store.RosterItem{JID: "romeo@example.org", Subscription: "both"})

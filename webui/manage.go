@@ -86,43 +86,40 @@ func (u *UI) announceTo(ctx context.Context, subject, text, by string) (int, err
 // set or Config.DeletionGrace is 0, it is only locked (no login; SCRAM
 // keys held aside, reset links dropped) and deleted by the background job
 // (Start) at the returned time deleteOn, until when an administrator can
-// undo it; otherwise it is deleted at once and deleteOn is the zero time.
-// Either way its live XMPP streams end (stream error not-authorized, RFC
-// 6120 §4.9.3.12) and its web sessions end; a deletion removes all its
-// data and, with Config.UploadDir, its uploaded files (XEP-0363). With
-// now set, an account already marked is deleted at once.
+// undo it (Undelete); otherwise it is deleted at once and deleteOn is the
+// zero time. Either way its live XMPP streams end (stream error
+// not-authorized, RFC 6120 §4.9.3.12) and its web sessions end; a deletion
+// removes all its data and, with Config.UploadDir, its uploaded files
+// (XEP-0363). With now set, an account already marked is deleted at once.
+//
+// The last-administrator check is race-free: the account is first marked
+// (with its grace period, or due at once with now) by
+// store.MarkAccountDeletionKeepAdmin, which checks in the same
+// transaction; two administrators deleting each other at the same instant
+// cannot both succeed. A deletion at once that then fails (a file or
+// store error) leaves the account locked and due, and the background job
+// retries it.
 //
 // Errors: [store.ErrNotFound] if there is no such account, [store.ErrExists]
 // if it is already marked and now is not set, [ErrLastAdmin] if it is
 // the last administrator who can log in (an administrator already marked
-// for deletion does not count), or a store or file error. The last-admin
-// check and the deletion are separate steps: two administrators deleting
-// each other at the same instant can both succeed.
+// for deletion does not count), or a store or file error.
 func (u *UI) DeleteAccount(ctx context.Context, username, by string, now bool) (deleteOn time.Time, err error) {
-	role, err := u.cfg.Store.Role(ctx, username)
-	if err != nil {
-		return time.Time{}, err
-	}
-	marked, err := u.isMarked(ctx, username)
-	if err != nil {
-		return time.Time{}, err
-	}
-	if role == store.RoleAdmin && !marked {
-		n, err := u.cfg.Store.CountAdmins(ctx)
-		if err != nil {
-			return time.Time{}, err
-		}
-		if n <= 1 {
-			return time.Time{}, ErrLastAdmin
-		}
-	}
-	if now || u.cfg.DeletionGrace <= 0 {
-		return time.Time{}, u.deleteAccountNow(ctx, username, by)
-	}
 	t := u.now()
-	due := t.Add(u.cfg.DeletionGrace)
-	if err := u.cfg.Store.MarkAccountDeletion(ctx, username, by, t, due); err != nil {
+	atOnce := now || u.cfg.DeletionGrace <= 0
+	due := t
+	if !atOnce {
+		due = t.Add(u.cfg.DeletionGrace)
+	}
+	err = u.cfg.Store.MarkAccountDeletionKeepAdmin(ctx, username, by, t, due)
+	if errors.Is(err, store.ErrExists) && atOnce {
+		err = nil // already marked: delete it at once below
+	}
+	if err != nil {
 		return time.Time{}, err
+	}
+	if atOnce {
+		return time.Time{}, u.deleteAccountNow(ctx, username, by)
 	}
 	if u.cfg.Server != nil {
 		u.cfg.Server.DisconnectUser(username, stream.NotAuthorized, "account deleted")
@@ -132,15 +129,18 @@ func (u *UI) DeleteAccount(ctx context.Context, username, by string, now bool) (
 	return due, nil
 }
 
-// isMarked reports whether username is marked for deletion.
-func (u *UI) isMarked(ctx context.Context, username string) (bool, error) {
-	dels, err := u.cfg.Store.AccountDeletions(ctx)
-	for _, d := range dels {
-		if d.Username == username {
-			return true, err
-		}
+// Undelete cancels the pending deletion of the account username (a
+// localpart) marked by DeleteAccount and unlocks it: its SCRAM keys come
+// back (store.CancelAccountDeletion), so its password works again, unless
+// the operator set a new one meanwhile. Errors: [store.ErrNotFound] if
+// the account is not marked for deletion (or does not exist), or a store
+// error.
+func (u *UI) Undelete(ctx context.Context, username, by string) error {
+	if err := u.cfg.Store.CancelAccountDeletion(ctx, username); err != nil {
+		return err
 	}
-	return false, err
+	u.log.Info("web: account deletion cancelled", "user", username, "by", by)
+	return nil
 }
 
 // ResetLink makes a one-time password reset link for the account

@@ -12,13 +12,10 @@ import (
 )
 
 func TestSettingsRegistrationPolicy(t *testing.T) {
-	e := newEnv(t, func(c *Config) {
-		c.Facts = []Fact{{Label: "Message archive kept", Value: "30 days", Flag: "--mam-retention"},
-			{Label: "Contact (admin)", Value: "xmpp:root@example.org", Flag: "--contact-admin"}}
-	})
+	e := newEnv(t)
 	a := e.loggedIn("root")
 	ctx := context.Background()
-	wantCode(t, a.do("GET", "/admin/settings", nil), 200, `value="invite" checked`, "Message archive kept", "30 days", "--mam-retention", "xmpp:root@example.org", "--contact-admin")
+	wantCode(t, a.do("GET", "/admin/settings", nil), 200, `value="invite" checked`)
 	wantCode(t, a.do("POST", "/admin/settings/registration", url.Values{"policy": {"open"}}), http.StatusForbidden)
 	if e.inv.Open(ctx) {
 		t.Fatal("registration opened without a CSRF token")
@@ -111,5 +108,54 @@ func TestWelcomeMessage(t *testing.T) {
 	c := e.xmppLogin(addr, "nina", "phone")
 	if m := c.Expect(xmpptest.IsMessage("Hello & welcome!\nAsk root for help.")); m.Get("from") != "example.org" {
 		t.Fatalf("welcome from %q", m.Get("from"))
+	}
+}
+
+// TestServerSettingsForm: the limits and retention section lists the
+// server settings, sends only changed, not fixed values to
+// SaveServerSettings (CSRF and the admin role required), shows a refused
+// value with its message and what was typed, and says that the services
+// restart.
+func TestServerSettingsForm(t *testing.T) {
+	var saved []map[string]string
+	refuse := false
+	e := newEnv(t, func(c *Config) {
+		c.ServerSettings = func(context.Context) []ServerSetting {
+			return []ServerSetting{
+				{Flag: "mam-retention", Label: "Keep message archives for", Help: "a duration", Value: "720h0m0s"},
+				{Flag: "upload-quota-daily", Label: "Shared files per account and day", Value: "5MiB", Fixed: true},
+				{Flag: "contact-admin", Label: "Administrator contact addresses", Value: "xmpp:root@example.org", List: true},
+			}
+		}
+		c.SaveServerSettings = func(_ context.Context, vals map[string]string) error {
+			if refuse {
+				return &SettingError{Flag: "mam-retention", Text: "not a valid value: bad duration"}
+			}
+			saved = append(saved, vals)
+			return nil
+		}
+	})
+	a := e.loggedIn("root")
+	wantCode(t, a.do("GET", "/admin/settings", nil), 200, "Keep message archives for", `value="720h0m0s"`,
+		`name="upload-quota-daily" value="5MiB" disabled`, "Set on the command line (--upload-quota-daily)",
+		">xmpp:root@example.org</textarea>")
+	form := url.Values{"mam-retention": {"2160h"}, "upload-quota-daily": {"1GiB"}, "contact-admin": {"xmpp:root@example.org\r\nmailto:root@example.org"}}
+	wantCode(t, a.do("POST", "/admin/settings/server", form), http.StatusForbidden)
+	kid := e.browser(internet, true)
+	wantCode(t, kid.do("POST", "/admin/settings/server", url.Values{"csrf": {kid.csrf("/admin/login")}}), http.StatusForbidden)
+	if len(saved) != 0 {
+		t.Fatal("saved without CSRF token or admin role")
+	}
+	wantCode(t, a.post("/admin/settings", "/admin/settings/server", form), 200, "Hearth restarts its services")
+	if len(saved) != 1 || len(saved[0]) != 2 || saved[0]["mam-retention"] != "2160h" ||
+		saved[0]["contact-admin"] != "xmpp:root@example.org\nmailto:root@example.org" {
+		t.Fatalf("saved %v; want the two changed, not the fixed one", saved)
+	}
+	wantCode(t, a.post("/admin/settings", "/admin/settings/server", url.Values{"mam-retention": {"720h0m0s"}}), 200, "Nothing changed.")
+	refuse = true
+	wantCode(t, a.post("/admin/settings", "/admin/settings/server", url.Values{"mam-retention": {"a month"}}), http.StatusBadRequest,
+		"bad duration", `value="a month"`, `aria-invalid="true"`)
+	if len(saved) != 1 {
+		t.Fatal("a refused value was saved")
 	}
 }

@@ -121,83 +121,193 @@ func fileSizes(paths ...string) int64 {
 	return n
 }
 
-// activeUsers counts the accounts with a session now and within each of
-// the periods: an account was active in a period when it is online now or
-// its last session ended within it (XEP-0012 last activity).
-func (u *UI) activeUsers(ctx context.Context) ([]activity, int, error) {
-	accts, err := u.cfg.Store.Accounts(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	periods := []struct {
-		label string
-		d     time.Duration
-	}{{"in the last 24 hours", 24 * time.Hour}, {"in the last 7 days", 7 * 24 * time.Hour}, {"in the last 30 days", 30 * 24 * time.Hour}}
-	out := []activity{{Label: "online now"}}
-	for _, p := range periods {
-		out = append(out, activity{Label: p.label})
-	}
-	now := u.now()
-	for _, a := range accts {
-		online := u.cfg.Server != nil && len(u.cfg.Server.Sessions(a.Username)) > 0
-		if online {
-			out[0].Users++
-		}
-		for i, p := range periods {
-			if online || (!a.LastLogout.IsZero() && now.Sub(a.LastLogout) <= p.d) {
-				out[i+1].Users++
-			}
-		}
-	}
-	return out, len(accts), nil
+// SystemStatus is how the server is doing: the figures of the system page
+// (/admin/system) and of `hearth status`, read at Now. Sizes are in
+// bytes.
+type SystemStatus struct {
+	// Now is when the figures were read.
+	Now time.Time `json:"now"`
+	// Running reports a running XMPP server (Config.Server): Version,
+	// Started, Devices and ActiveNow are only set then.
+	Running bool `json:"running"`
+	// Version is the server's software version (XEP-0092).
+	Version string `json:"version,omitempty"`
+	// Started is when the server started; UptimeSeconds is Now - Started
+	// in whole seconds.
+	Started       time.Time `json:"started,omitzero"`
+	UptimeSeconds int64     `json:"uptime_seconds,omitempty"`
+	// ResidentBytes is the process's resident set size (VmRSS of
+	// /proc/self/status; 0 when unknown), HeapBytes the Go heap in use
+	// (runtime.MemStats.HeapAlloc), SysBytes the memory Go took from the
+	// system (MemStats.Sys).
+	ResidentBytes int64 `json:"resident_bytes,omitempty"`
+	HeapBytes     int64 `json:"heap_bytes"`
+	SysBytes      int64 `json:"sys_bytes"`
+	// Goroutines is the number of goroutines (background tasks).
+	Goroutines int `json:"goroutines"`
+	// Disk is the data directory's disk; nil without Config.DataDir.
+	Disk *DiskStatus `json:"disk,omitempty"`
+	// Uploads is the storage of shared files (XEP-0363); nil when it
+	// could not be read.
+	Uploads *UploadStatus `json:"uploads,omitempty"`
+	// Accounts is the number of accounts (marked for deletion included).
+	Accounts int `json:"accounts"`
+	// Devices is the number of bound client sessions (resources).
+	Devices int `json:"devices"`
+	// ActiveNow, Active24h, Active7d and Active30d count the accounts
+	// online now and active within the last 24 hours, 7 days and 30 days:
+	// online now or their last session ended within the period
+	// (XEP-0012 last activity).
+	ActiveNow int `json:"active_now"`
+	Active24h int `json:"active_24h"`
+	Active7d  int `json:"active_7d"`
+	Active30d int `json:"active_30d"`
 }
 
-// systemPage is GET /admin/system: version, uptime, memory, disk, uploads,
-// accounts and activity, certificate and dynamic DNS.
-func (u *UI) systemPage(w http.ResponseWriter, r *http.Request, s *session) {
-	ctx := r.Context()
-	v := systemView{adminView: u.adminView(w, r, s)}
-	add := func(label, value string) { v.Facts = append(v.Facts, Fact{Label: label, Value: value}) }
+// DiskStatus is the disk of the data directory.
+type DiskStatus struct {
+	// FreeBytes (for unprivileged users) and TotalBytes of the file
+	// system holding the data directory; both -1 when unknown.
+	FreeBytes  int64 `json:"free_bytes"`
+	TotalBytes int64 `json:"total_bytes"`
+	// DatabaseBytes is the size of the database (hearth.db with its -wal
+	// and -shm files).
+	DatabaseBytes int64 `json:"database_bytes"`
+}
+
+// UploadStatus is the storage of the uploaded files (XEP-0363).
+type UploadStatus struct {
+	Files int64 `json:"files"`
+	Bytes int64 `json:"bytes"`
+}
+
+// Uptime is how long the server has run (Now - Started); 0 when it does
+// not run.
+func (s SystemStatus) Uptime() time.Duration { return time.Duration(s.UptimeSeconds) * time.Second }
+
+// Facts describes the figures in words, as the system page lists them:
+// Version, Running for, Memory, Background tasks, Disk, Database, Shared
+// files, Accounts, Connected devices (each only when known).
+func (s SystemStatus) Facts() []Fact {
+	var out []Fact
+	add := func(label, value string) { out = append(out, Fact{Label: label, Value: value}) }
+	if s.Running {
+		add("Version", "Hearth "+s.Version)
+		add("Running for", humanDuration(s.Now.Sub(s.Started))+" (since "+s.Started.Format("2 January 2006 15:04")+")")
+	}
+	mem := humanBytes(s.HeapBytes) + " in use by Hearth's data, " + humanBytes(s.SysBytes) + " taken from the system"
+	if s.ResidentBytes > 0 {
+		mem = humanBytes(s.ResidentBytes) + " resident (" + mem + ")"
+	}
+	add("Memory", mem)
+	add("Background tasks", strconv.Itoa(s.Goroutines)+" goroutines")
+	if d := s.Disk; d != nil {
+		if d.TotalBytes >= 0 {
+			add("Disk", humanBytes(d.FreeBytes)+" free of "+humanBytes(d.TotalBytes))
+		} else {
+			add("Disk", "unknown")
+		}
+		add("Database", humanBytes(d.DatabaseBytes))
+	}
+	if us := s.Uploads; us != nil {
+		add("Shared files", strconv.FormatInt(us.Files, 10)+" files, "+humanBytes(us.Bytes))
+	}
+	add("Accounts", strconv.Itoa(s.Accounts))
+	if s.Running {
+		add("Connected devices", strconv.Itoa(s.Devices))
+	}
+	return out
+}
+
+// activity lists the active accounts per period for the system page;
+// "online now" only when the server runs.
+func (s SystemStatus) activity() []activity {
+	out := []activity{{"online now", s.ActiveNow}, {"in the last 24 hours", s.Active24h},
+		{"in the last 7 days", s.Active7d}, {"in the last 30 days", s.Active30d}}
+	if !s.Running {
+		out = out[1:]
+	}
+	return out
+}
+
+// ActiveFacts lists the active accounts per period in words, as the
+// system page's "Active users" table: Label "online now" (only when the
+// server runs), "in the last 24 hours", "in the last 7 days", "in the last
+// 30 days"; Value the number of accounts.
+func (s SystemStatus) ActiveFacts() []Fact {
+	var out []Fact
+	for _, a := range s.activity() {
+		out = append(out, Fact{Label: a.Label, Value: strconv.Itoa(a.Users)})
+	}
+	return out
+}
+
+// Status reads the figures of the system page: version and uptime of the
+// running server, memory, goroutines, disk and database (with
+// Config.DataDir), uploaded files, accounts, connected devices and active
+// accounts. A figure that cannot be read is left out (and logged), except
+// the accounts: errors are those of listing them (a store error).
+func (u *UI) Status(ctx context.Context) (SystemStatus, error) {
+	st := SystemStatus{Now: u.now()}
 	if srv := u.cfg.Server; srv != nil {
-		add("Version", "Hearth "+srv.Version())
-		add("Running for", humanDuration(u.now().Sub(srv.Started()))+" (since "+srv.Started().Format("2 January 2006 15:04")+")")
+		st.Running, st.Version, st.Started = true, srv.Version(), srv.Started()
+		st.UptimeSeconds = int64(st.Now.Sub(st.Started) / time.Second)
+		st.Devices = srv.SessionCount()
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	mem := humanBytes(int64(ms.HeapAlloc)) + " in use by Hearth's data, " + humanBytes(int64(ms.Sys)) + " taken from the system"
-	if rss := processRSS(); rss > 0 {
-		mem = humanBytes(rss) + " resident (" + mem + ")"
-	}
-	add("Memory", mem)
-	add("Background tasks", strconv.Itoa(runtime.NumGoroutine())+" goroutines")
+	st.HeapBytes, st.SysBytes, st.ResidentBytes = int64(ms.HeapAlloc), int64(ms.Sys), processRSS()
+	st.Goroutines = runtime.NumGoroutine()
 	if dir := u.cfg.DataDir; dir != "" {
+		d := &DiskStatus{FreeBytes: -1, TotalBytes: -1}
 		if free, total, err := diskSpace(dir); err == nil {
-			add("Disk", humanBytes(free)+" free of "+humanBytes(total))
+			d.FreeBytes, d.TotalBytes = free, total
 		} else {
 			u.log.Warn("web: reading the disk space failed", "err", err)
-			add("Disk", "unknown")
 		}
 		db := filepath.Join(dir, "hearth.db")
-		add("Database", humanBytes(fileSizes(db, db+"-wal", db+"-shm")))
+		d.DatabaseBytes = fileSizes(db, db+"-wal", db+"-shm")
+		st.Disk = d
 	}
 	if us, err := upload.Usage(ctx, u.cfg.Store); err == nil {
-		add("Shared files", strconv.FormatInt(us.Files, 10)+" files, "+humanBytes(us.Bytes))
+		st.Uploads = &UploadStatus{Files: us.Files, Bytes: us.Bytes}
 	} else {
 		u.log.Warn("web: reading the upload usage failed", "err", err)
 	}
-	act, accounts, err := u.activeUsers(ctx)
+	accts, err := u.cfg.Store.Accounts(ctx)
+	if err != nil {
+		return SystemStatus{}, err
+	}
+	st.Accounts = len(accts)
+	for _, a := range accts {
+		online := u.cfg.Server != nil && len(u.cfg.Server.Sessions(a.Username)) > 0
+		within := func(d time.Duration) int {
+			if online || (!a.LastLogout.IsZero() && st.Now.Sub(a.LastLogout) <= d) {
+				return 1
+			}
+			return 0
+		}
+		if online {
+			st.ActiveNow++
+		}
+		st.Active24h += within(24 * time.Hour)
+		st.Active7d += within(7 * 24 * time.Hour)
+		st.Active30d += within(30 * 24 * time.Hour)
+	}
+	return st, nil
+}
+
+// systemPage is GET /admin/system: Status, then the certificate and
+// dynamic DNS.
+func (u *UI) systemPage(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := r.Context()
+	st, err := u.Status(ctx)
 	if err != nil {
 		u.log.Error("web: listing accounts failed", "err", err)
 		u.message(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again later.")
 		return
 	}
-	add("Accounts", strconv.Itoa(accounts))
-	if u.cfg.Server != nil {
-		add("Connected devices", strconv.Itoa(u.cfg.Server.SessionCount()))
-		v.Activity = act
-	} else {
-		v.Activity = act[1:]
-	}
+	v := systemView{adminView: u.adminView(w, r, s), Facts: st.Facts(), Activity: st.activity()}
 	for _, c := range []struct {
 		title, off string
 		f          StepFunc

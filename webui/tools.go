@@ -76,6 +76,9 @@ type circlesView struct {
 	Users   []string
 	// Confirm is the circle whose deletion awaits confirmation, nil if none.
 	Confirm *circleRow
+	// ConfirmClose is the circle whose group chat's closing awaits
+	// confirmation, nil if none.
+	ConfirmClose *circleRow
 }
 
 // circlesPage is GET /admin/circles.
@@ -91,6 +94,10 @@ func (u *UI) circlesPage(w http.ResponseWriter, r *http.Request, s *session) {
 		notice = q.Get("user") + " joined " + q.Get("circle") + "."
 	case "left":
 		notice = q.Get("user") + " left " + q.Get("circle") + ". They stay in the other members' contacts until someone removes them."
+	case "chat-on":
+		notice = "The circle " + q.Get("circle") + " has a group chat now: its members' apps show it."
+	case "chat-off":
+		notice = "The group chat of " + q.Get("circle") + " is closed. The circle and its members stay."
 	}
 	u.showCircles(w, r, s, http.StatusOK, "", notice)
 }
@@ -194,19 +201,7 @@ func (u *UI) circlesCreate(w http.ResponseWriter, r *http.Request, s *session) {
 func (u *UI) circlesDelete(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PostFormValue("name")
 	if r.PostFormValue("confirm") != "1" {
-		circles, err := u.cfg.Invites.Circles(r.Context())
-		if err != nil {
-			u.log.Error("web: listing circles failed", "err", err)
-			u.message(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again later.")
-			return
-		}
-		for _, c := range circles {
-			if c.Name == name {
-				u.renderCircles(w, r, s, http.StatusOK, circlesView{Confirm: &circleRow{Name: c.Name, Members: c.Members, Room: c.Room}})
-				return
-			}
-		}
-		u.showCircles(w, r, s, http.StatusNotFound, "No such circle.", "")
+		u.confirmCircle(w, r, s, name, func(v *circlesView, c *circleRow) { v.Confirm = c })
 		return
 	}
 	err := u.cfg.Invites.DeleteCircle(r.Context(), name)
@@ -224,6 +219,66 @@ func (u *UI) circlesDelete(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	u.log.Info("web: circle deleted", "circle", name, "by", s.user)
 	http.Redirect(w, r, "/admin/circles?done=deleted&circle="+url.QueryEscape(name), http.StatusSeeOther)
+}
+
+// confirmCircle renders the circles page asking to confirm a change of
+// the circle name (set puts it in the view), or answers 404 if there is
+// no such circle.
+func (u *UI) confirmCircle(w http.ResponseWriter, r *http.Request, s *session, name string, set func(*circlesView, *circleRow)) {
+	circles, err := u.cfg.Invites.Circles(r.Context())
+	if err != nil {
+		u.log.Error("web: listing circles failed", "err", err)
+		u.message(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again later.")
+		return
+	}
+	for _, c := range circles {
+		if c.Name == name {
+			var v circlesView
+			set(&v, &circleRow{Name: c.Name, Members: c.Members, Room: c.Room})
+			u.renderCircles(w, r, s, http.StatusOK, v)
+			return
+		}
+	}
+	u.showCircles(w, r, s, http.StatusNotFound, "No such circle.", "")
+}
+
+// circlesChat is POST /admin/circles/chat with name and on=1 to give the
+// circle a group chat (a members-only XEP-0045 room with its members in
+// it and bookmarked), or on=0 to close it: without confirm=1 closing
+// shows what it does and asks again; with it, the room is destroyed
+// (invite.Service.SetCircleChat). The circle and its members stay.
+func (u *UI) circlesChat(w http.ResponseWriter, r *http.Request, s *session) {
+	name, on := r.PostFormValue("name"), r.PostFormValue("on") == "1"
+	if !on && r.PostFormValue("confirm") != "1" {
+		u.confirmCircle(w, r, s, name, func(v *circlesView, c *circleRow) { v.ConfirmClose = c })
+		return
+	}
+	err := u.cfg.Invites.SetCircleChat(r.Context(), name, on)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		u.showCircles(w, r, s, http.StatusNotFound, "No such circle.", "")
+		return
+	case errors.Is(err, invite.ErrNoGroupChat) && on:
+		u.showCircles(w, r, s, http.StatusConflict, "Group chats are not available on this Hearth.", "")
+		return
+	case errors.Is(err, invite.ErrNoGroupChat):
+		u.showCircles(w, r, s, http.StatusConflict, "The group chat service is not running: the group chat cannot be closed now.", "")
+		return
+	case err != nil:
+		u.log.Error("web: changing a circle's group chat failed", "circle", name, "chat", on, "err", err)
+		text := "The group chat could not be closed. Please try again later."
+		if on {
+			text = "The group chat could not be created. Please try again later."
+		}
+		u.showCircles(w, r, s, http.StatusInternalServerError, text, "")
+		return
+	}
+	u.log.Info("web: circle group chat changed", "circle", name, "chat", on, "by", s.user)
+	done := "chat-off"
+	if on {
+		done = "chat-on"
+	}
+	http.Redirect(w, r, "/admin/circles?done="+done+"&circle="+url.QueryEscape(name), http.StatusSeeOther)
 }
 
 // circlesLeave is POST /admin/circles/leave with circle and username:

@@ -178,6 +178,12 @@ func (f *fakeChat) log() string {
 	return strings.Join(f.calls, "; ")
 }
 
+func (f *fakeChat) reset() {
+	f.mu.Lock()
+	f.calls = nil
+	f.mu.Unlock()
+}
+
 // withChat gives the UI an invitation service with chat as its group chat
 // backend.
 func withChat(chat invite.GroupChat) func(*Config) {
@@ -276,5 +282,80 @@ func TestCircleChatUnavailable(t *testing.T) {
 	wantCode(t, a.post("/admin/circles", "/admin/circles/create", url.Values{"name": {"Family"}, "chat": {"1"}}), http.StatusConflict, "Group chats are not available")
 	if _, err := e.st.Circle(context.Background(), "Family"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("circle created: %v", err)
+	}
+}
+
+func TestCircleChatToggle(t *testing.T) {
+	chat := &fakeChat{}
+	e := newEnv(t, withChat(chat))
+	ctx := context.Background()
+	a := e.loggedIn("root")
+	e.user("mum")
+	e.user("kid")
+	// A circle made by joining has no chat: the page offers one.
+	a.post("/admin/circles", "/admin/circles/join", url.Values{"circle": {"Family"}, "username": {"mum"}})
+	a.post("/admin/circles", "/admin/circles/join", url.Values{"circle": {"Family"}, "username": {"kid"}})
+	wantCode(t, a.do("GET", "/admin/circles", nil), 200, `action="/admin/circles/chat"`, `name="on" value="1"`, `aria-label="Add a group chat to Family"`, ">Add a group chat<")
+
+	on := url.Values{"name": {"Family"}, "on": {"1"}}
+	wantCode(t, a.do("POST", "/admin/circles/chat", on), http.StatusForbidden)
+	k := e.userLogin("kid")
+	wantCode(t, k.post("/account", "/admin/circles/chat", on), http.StatusForbidden, "Not an administrator")
+	if chat.log() != "" {
+		t.Fatalf("backend calls from refused requests: %s", chat.log())
+	}
+	chat.fail = errors.New("muc down")
+	wantCode(t, a.post("/admin/circles", "/admin/circles/chat", on), http.StatusInternalServerError, "could not be created")
+	chat.fail = nil
+	chat.reset()
+	rec := a.post("/admin/circles", "/admin/circles/chat", on)
+	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/admin/circles?done=chat-on&circle=Family" {
+		t.Fatalf("chat on: %d %q %s", rec.Code, rec.Header().Get("Location"), rec.Body)
+	}
+	if got := chat.log(); got != "create Family; add kid family@rooms.example.org; add mum family@rooms.example.org" {
+		t.Fatalf("backend calls: %s", got)
+	}
+	if c, err := e.st.Circle(ctx, "Family"); err != nil || c.Room != "family@rooms.example.org" {
+		t.Fatalf("Family = %+v, %v", c, err)
+	}
+	wantCode(t, a.do("GET", "/admin/circles?done=chat-on&circle=Family", nil), 200, "The circle Family has a group chat now",
+		"Group chat: <code>family@rooms.example.org</code>", `name="on" value="0"`, "Close the group chat…")
+	wantCode(t, a.post("/admin/circles", "/admin/circles/chat", url.Values{"name": {"Nope"}, "on": {"1"}}), http.StatusNotFound, "No such circle")
+
+	// Closing asks first, and that changes nothing.
+	chat.reset()
+	off := url.Values{"name": {"Family"}, "on": {"0"}}
+	wantCode(t, a.post("/admin/circles", "/admin/circles/chat", off), 200, "Close the group chat of Family?",
+		"The group chat <code>family@rooms.example.org</code> is closed for everybody", "Yes, close the group chat", `name="confirm" value="1"`)
+	wantCode(t, a.post("/admin/circles", "/admin/circles/chat", url.Values{"name": {"Nope"}, "on": {"0"}}), http.StatusNotFound, "No such circle")
+	if c, _ := e.st.Circle(ctx, "Family"); c.Room == "" || chat.log() != "" {
+		t.Fatalf("changed before the confirmation: %+v %s", c, chat.log())
+	}
+	off.Set("confirm", "1")
+	wantCode(t, k.post("/account", "/admin/circles/chat", off), http.StatusForbidden)
+	rec = a.post("/admin/circles", "/admin/circles/chat", off)
+	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/admin/circles?done=chat-off&circle=Family" {
+		t.Fatalf("chat off: %d %q %s", rec.Code, rec.Header().Get("Location"), rec.Body)
+	}
+	if got := chat.log(); got != "destroy family@rooms.example.org; remove kid family@rooms.example.org; remove mum family@rooms.example.org" {
+		t.Fatalf("backend calls: %s", got)
+	}
+	if c, err := e.st.Circle(ctx, "Family"); err != nil || c.Room != "" || len(c.Members) != 2 {
+		t.Fatalf("Family after closing = %+v, %v", c, err)
+	}
+	wantCode(t, a.do("GET", "/admin/circles?done=chat-off&circle=Family", nil), 200, "The group chat of Family is closed.", ">Add a group chat<")
+	if !strings.Contains(e.logs.String(), `circle group chat changed" circle=Family chat=false by=root`) {
+		t.Fatalf("log:\n%s", e.logs)
+	}
+}
+
+func TestCircleChatToggleUnavailable(t *testing.T) {
+	e := newEnv(t)
+	a := e.loggedIn("root")
+	e.user("mum")
+	a.post("/admin/circles", "/admin/circles/join", url.Values{"circle": {"Family"}, "username": {"mum"}})
+	wantCode(t, a.post("/admin/circles", "/admin/circles/chat", url.Values{"name": {"Family"}, "on": {"1"}}), http.StatusConflict, "Group chats are not available")
+	if c, _ := e.st.Circle(context.Background(), "Family"); c.Room != "" {
+		t.Fatalf("Family = %+v", c)
 	}
 }

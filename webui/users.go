@@ -182,7 +182,7 @@ func (u *UI) usersDelete(w http.ResponseWriter, r *http.Request, s *session) {
 // pending deletion and unlocks the account.
 func (u *UI) usersUndelete(w http.ResponseWriter, r *http.Request, s *session) {
 	user := r.PostFormValue("username")
-	if err := u.cfg.Store.CancelAccountDeletion(r.Context(), user); err != nil {
+	if err := u.Undelete(r.Context(), user, s.user); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			u.showUsers(w, r, s, http.StatusNotFound, usersView{adminView: adminView{Error: "That account is not marked for deletion."}})
 			return
@@ -191,7 +191,6 @@ func (u *UI) usersUndelete(w http.ResponseWriter, r *http.Request, s *session) {
 		u.showUsers(w, r, s, http.StatusInternalServerError, usersView{adminView: adminView{Error: "The deletion could not be cancelled."}})
 		return
 	}
-	u.log.Info("web: account deletion cancelled", "user", user, "by", s.user)
 	http.Redirect(w, r, "/admin/users?done=kept&user="+url.QueryEscape(user), http.StatusSeeOther)
 }
 

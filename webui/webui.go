@@ -11,7 +11,9 @@
 // Security rules, in one place:
 //   - the wizard exists only while no administrator does, and answers only
 //     clients on the local network (loopback, private or link-local source
-//     addresses), behind an optional setup code;
+//     addresses), behind an optional setup code; until then it is the only
+//     page served (others send local clients to it and answer 503 to the
+//     rest);
 //   - the admin and account pages need HTTPS (plain HTTP is redirected)
 //     and an XMPP account (an administrator's for the admin pages; the
 //     role is checked on every request): the password is checked against the
@@ -46,6 +48,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/a-h/templ"
@@ -143,10 +146,12 @@ type Config struct {
 	// DataDir is the data directory (disk space, database size, backups);
 	// "" leaves those out.
 	DataDir string
-	// Facts are the settings made on the command line (retention, upload
-	// limits, XEP-0157 contact addresses...), shown read-only with their
-	// flags on the settings page.
-	Facts []Fact
+	// ServerSettings lists the limits and retention settings the settings
+	// page shows (archive and upload retention, upload limits, XEP-0157
+	// contact addresses...), SaveServerSettings stores changed ones and
+	// restarts the services; nil leaves the section out.
+	ServerSettings     ServerSettingsFunc
+	SaveServerSettings SaveServerSettingsFunc
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives logins, failures and changes (never passwords or
@@ -184,6 +189,10 @@ type UI struct {
 	log      *slog.Logger
 	key      []byte // HMAC key of the CSRF tokens
 	throttle *auth.Throttle
+
+	// setUp is set once an administrator exists (setupGate); it is not
+	// cleared again.
+	setUp atomic.Bool
 
 	reachRun  sync.Mutex // held while a reachability check runs
 	reachMu   sync.Mutex // guards reachLast
@@ -268,6 +277,7 @@ func (u *UI) Register(m Mux) {
 	m.Handle("GET /privacy", h(u.textPage(SettingPrivacy, "Privacy policy")))
 	m.Handle("GET /admin/settings", h(u.admin(u.settingsPage)))
 	m.Handle("POST /admin/settings/registration", h(u.admin(u.settingsRegistration)))
+	m.Handle("POST /admin/settings/server", h(u.admin(u.settingsServer)))
 	m.Handle("POST /admin/settings/{text}", h(u.admin(u.settingsText)))
 	m.Handle("GET /admin/system", h(u.admin(u.systemPage)))
 	m.Handle("GET /admin/announce", h(u.admin(u.announcePage)))
@@ -277,6 +287,7 @@ func (u *UI) Register(m Mux) {
 	m.Handle("POST /admin/circles/delete", h(u.admin(u.circlesDelete)))
 	m.Handle("POST /admin/circles/join", h(u.admin(u.circlesJoin)))
 	m.Handle("POST /admin/circles/leave", h(u.admin(u.circlesLeave)))
+	m.Handle("POST /admin/circles/chat", h(u.admin(u.circlesChat)))
 	m.Handle("GET /admin/backup", h(u.admin(u.backupPage)))
 	m.Handle("POST /admin/backup", h(u.admin(u.backupDownload)))
 	m.Handle("GET /admin/network", h(u.admin(u.networkPage)))
@@ -291,7 +302,8 @@ func (u *UI) Handler() http.Handler {
 }
 
 // secure adds the headers every page gets: no scripts, no framing, no
-// caching of pages that may show secrets.
+// caching of pages that may show secrets; and until an administrator
+// exists only the wizard answers (setupGate).
 func (u *UI) secure(f http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -300,8 +312,39 @@ func (u *UI) secure(f http.HandlerFunc) http.Handler {
 		h.Set("Cache-Control", "no-store")
 		h.Set("Referrer-Policy", "no-referrer")
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		if !u.setupGate(w, r) {
+			return
+		}
 		f(w, r)
 	})
+}
+
+// setupGate reports whether r may reach its page; if not it has answered.
+// Until an administrator exists (store.HasAdmin), only the wizard is
+// served (/setup and /setup/...: wizardGate applies its own rules, the
+// local network among them; the style sheet is not behind secure): a
+// client on the local network is sent to /setup (303), others get 503
+// "Hearth is being set up". Once an administrator exists, that is kept
+// and the store is no longer asked.
+func (u *UI) setupGate(w http.ResponseWriter, r *http.Request) bool {
+	if u.setUp.Load() || r.URL.Path == "/setup" || strings.HasPrefix(r.URL.Path, "/setup/") {
+		return true
+	}
+	has, err := u.cfg.Store.HasAdmin(r.Context())
+	switch {
+	case err != nil:
+		u.log.Error("web: reading roles failed", "err", err)
+		u.message(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again later.")
+		return false
+	case has:
+		u.setUp.Store(true)
+		return true
+	case isLocal(r):
+		http.Redirect(w, r, "/setup", http.StatusSeeOther)
+		return false
+	}
+	u.message(w, r, http.StatusServiceUnavailable, "Hearth is being set up", "This Hearth is not ready yet. Please come back later.")
+	return false
 }
 
 func (u *UI) css(w http.ResponseWriter, r *http.Request) {

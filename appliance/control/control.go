@@ -14,6 +14,7 @@ package control
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -151,11 +152,11 @@ func Call(ctx context.Context, dataDir, command string, args, result any) error 
 
 	req := request{Command: command}
 	if args != nil {
-		if req.Args, err = json.Marshal(args); err != nil {
+		if req.Args, err = marshal(args); err != nil {
 			return err
 		}
 	}
-	line, err := json.Marshal(req)
+	line, err := marshal(req)
 	if err != nil {
 		return err
 	}
@@ -224,4 +225,16 @@ func removeStale(path string) error {
 		return err
 	}
 	return nil
+}
+
+// marshal is json.Marshal without HTML escaping: texts full of <, > and &
+// stay their own size, so what fits MaxRequestBytes is what the user typed.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

@@ -118,6 +118,13 @@ func TestOversizedRequestRefused(t *testing.T) {
 	if err := Call(context.Background(), dir, "echo", map[string]string{"text": strings.Repeat("a", MaxRequestBytes)}, nil); !errors.As(err, &ce) || ce.Code != CodeTooLarge {
 		t.Fatalf("Call with an oversized request: %v", err)
 	}
+	// Markup is sent as typed, not HTML-escaped to six bytes a character:
+	// a text of <, > and & that fits, fits.
+	markup := strings.Repeat("<&>", MaxRequestBytes/4)
+	var echoed map[string]string
+	if err := Call(context.Background(), dir, "echo", map[string]string{"text": markup}, &echoed); err != nil || echoed["text"] != markup {
+		t.Fatalf("Call with markup: %v", err)
+	}
 	// Not JSON.
 	if rep := rawRequest(t, dir, "hello\n"); rep.OK || rep.Code != CodeBadRequest {
 		t.Fatalf("bad request: %+v", rep)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/hearthxmpp/hearth/appliance/store"
 )
@@ -14,9 +15,9 @@ import (
 // group chat: a members-only XEP-0045 room whose member list follows the
 // circle and which every member has as an autojoin XEP-0402 bookmark.
 
-// ErrNoGroupChat is returned by CreateCircle with chat, and by
-// DeleteCircle for a circle with a group chat, when the Service has no
-// GroupChat backend (Config.GroupChat is nil).
+// ErrNoGroupChat is returned by CreateCircle with chat, by DeleteCircle
+// for a circle with a group chat and by SetCircleChat for a change, when
+// the Service has no GroupChat backend (Config.GroupChat is nil).
 var ErrNoGroupChat = errors.New("invite: group chats are not available here")
 
 // GroupChat is the group chat backend of circles: the XEP-0045 service and
@@ -70,16 +71,14 @@ func (s *Service) CreateCircle(ctx context.Context, name string, chat bool) erro
 	room := ""
 	if chat {
 		var err error
-		if room, err = s.chat.CreateRoom(ctx, name); err != nil {
-			return fmt.Errorf("invite: creating the group chat of circle %q: %w", name, err)
+		if room, err = s.createRoom(ctx, name); err != nil {
+			return err
 		}
 	}
 	if err := s.st.CreateCircle(ctx, name, room); err != nil {
 		// Created meanwhile by an invitation's redemption.
 		if room != "" {
-			if derr := s.chat.DestroyRoom(ctx, room); derr != nil {
-				s.log.Warn("destroying the room of a circle not created failed", "circle", name, "room", room, "err", derr)
-			}
+			s.dropRoom(ctx, name, room)
 		}
 		return err
 	}
@@ -112,13 +111,8 @@ func (s *Service) DeleteCircle(ctx context.Context, name string) error {
 		if s.chat == nil {
 			return ErrNoGroupChat
 		}
-		if err := s.chat.DestroyRoom(ctx, c.Room); err != nil {
-			return fmt.Errorf("invite: destroying the group chat of circle %q: %w", name, err)
-		}
-		for _, m := range c.Members {
-			if err := s.chat.RemoveMember(ctx, c.Room, m); err != nil {
-				s.log.Warn("removing a circle bookmark failed", "circle", name, "user", m, "err", err)
-			}
+		if err := s.closeChat(ctx, c); err != nil {
+			return err
 		}
 	}
 	if err := s.st.DeleteCircle(ctx, name); err != nil {
@@ -126,6 +120,120 @@ func (s *Service) DeleteCircle(ctx context.Context, name string) error {
 	}
 	s.log.Info("circle deleted", "circle", name, "room", c.Room, "members", len(c.Members))
 	return nil
+}
+
+// SetCircleChat gives the existing circle name a group chat (on) or
+// closes it (off), for a circle made by an invitation or created without
+// one, or whose chat is no longer wanted.
+//
+// On: the room is created as CreateCircle with chat makes it
+// (GroupChat.CreateRoom), recorded as the circle's Room, then every
+// current member gets the member affiliation (XEP-0045 §9.3) and an
+// autojoin XEP-0402 bookmark of it (failures there are logged, like
+// JoinCircle's). Off: the room is destroyed (its occupants get the
+// XEP-0045 §10.9 destroy notice, its archive goes), every member's
+// affiliation and bookmark are removed (failures logged) and the record
+// cleared. The circle, its members and their rosters stay either way.
+//
+// A circle already in the asked state is no error and changes nothing.
+// Errors: an error matching store.ErrNotFound for an unknown circle,
+// ErrNoGroupChat if the Service has no GroupChat backend, the backend's
+// error from creating or destroying the room (nothing changes then), or
+// store errors.
+func (s *Service) SetCircleChat(ctx context.Context, name string, on bool) error {
+	s.circleMu.Lock()
+	defer s.circleMu.Unlock()
+	c, err := s.st.Circle(ctx, name)
+	if err != nil {
+		return err
+	}
+	if (c.Room != "") == on {
+		return nil
+	}
+	if s.chat == nil {
+		return ErrNoGroupChat
+	}
+	if !on {
+		if err := s.closeChat(ctx, c); err != nil {
+			return err
+		}
+		if err := s.st.SetCircleRoom(ctx, name, ""); err != nil {
+			return err
+		}
+		s.log.Info("circle group chat closed", "circle", name, "room", c.Room, "members", len(c.Members))
+		// A redemption adding a member meanwhile (redemptions do not
+		// take circleMu) may have given it a bookmark before the room
+		// was destroyed.
+		if now, err := s.st.CircleMembers(ctx, name); err == nil {
+			for _, m := range now {
+				if !slices.Contains(c.Members, m) {
+					s.removeMember(ctx, name, c.Room, m)
+				}
+			}
+		}
+		return nil
+	}
+	room, err := s.createRoom(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := s.st.SetCircleRoom(ctx, name, room); err != nil {
+		s.dropRoom(ctx, name, room)
+		return err
+	}
+	s.log.Info("circle group chat opened", "circle", name, "room", room)
+	// The members as of now: a redemption that committed before the room
+	// was recorded found no room to add its newcomer to.
+	members, err := s.st.CircleMembers(ctx, name)
+	if err != nil {
+		s.log.Warn("reading circle members failed", "circle", name, "err", err)
+		members = c.Members
+	}
+	for _, m := range members {
+		if err := s.chat.AddMember(ctx, room, name, m); err != nil {
+			s.log.Warn("adding a circle's group chat membership failed", "circle", name, "user", m, "err", err)
+		}
+	}
+	return nil
+}
+
+// createRoom creates the group chat room of circle name
+// (GroupChat.CreateRoom) and returns its bare JID; s.chat must be set.
+func (s *Service) createRoom(ctx context.Context, name string) (string, error) {
+	room, err := s.chat.CreateRoom(ctx, name)
+	if err != nil {
+		return "", fmt.Errorf("invite: creating the group chat of circle %q: %w", name, err)
+	}
+	return room, nil
+}
+
+// dropRoom destroys room, just created for circle name but not recorded;
+// a failure is logged.
+func (s *Service) dropRoom(ctx context.Context, name, room string) {
+	if err := s.chat.DestroyRoom(ctx, room); err != nil {
+		s.log.Warn("destroying the room of a circle not recorded failed", "circle", name, "room", room, "err", err)
+	}
+}
+
+// closeChat destroys the group chat room of c (which has one; s.chat must
+// be set), then takes every member's affiliation and bookmark away
+// (failures logged). Nothing is changed if destroying fails.
+func (s *Service) closeChat(ctx context.Context, c store.Circle) error {
+	if err := s.chat.DestroyRoom(ctx, c.Room); err != nil {
+		return fmt.Errorf("invite: destroying the group chat of circle %q: %w", c.Name, err)
+	}
+	for _, m := range c.Members {
+		s.removeMember(ctx, c.Name, c.Room, m)
+	}
+	return nil
+}
+
+// removeMember takes user's affiliation in room and bookmark of it away
+// (GroupChat.RemoveMember); a failure is logged.
+func (s *Service) removeMember(ctx context.Context, circle, room, user string) {
+	if err := s.chat.RemoveMember(ctx, room, user); err != nil {
+		s.log.Warn("removing a circle's group chat membership failed", "circle", circle, "user", user, "err", err)
+	}
 }
 
 // JoinCircle adds the existing account username to circle (created
@@ -173,9 +281,7 @@ func (s *Service) LeaveCircle(ctx context.Context, circle, username string) erro
 		s.log.Warn("the circle has a group chat but no group chat backend is configured", "circle", circle, "room", c.Room)
 		return nil
 	}
-	if err := s.chat.RemoveMember(ctx, c.Room, username); err != nil {
-		s.log.Warn("removing a circle's group chat membership failed", "circle", circle, "user", username, "err", err)
-	}
+	s.removeMember(ctx, circle, c.Room, username)
 	return nil
 }
 

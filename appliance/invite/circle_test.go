@@ -203,3 +203,104 @@ func TestCircleChatFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSetCircleChat: a circle made by an invitation gets a group chat
+// later, with its current members in it; closing it takes the room and
+// the bookmarks away and keeps the circle; both are idempotent.
+func TestSetCircleChat(t *testing.T) {
+	s, st, f, p := newChatService(t)
+	ctx := context.Background()
+	inv, err := s.Create(ctx, Options{Reusable: true, Circles: []string{"Family"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"ann", "ben"} {
+		if _, _, err := s.Redeem(ctx, inv.Token, u, "pass phrase", s.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantCalls(t, f) // the implicit circle has no chat
+
+	if err := s.SetCircleChat(ctx, "Nope", true); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetCircleChat of an unknown circle = %v", err)
+	}
+	if err := s.SetCircleChat(ctx, "Family", false); err != nil {
+		t.Fatalf("closing a chat that does not exist = %v", err)
+	}
+	wantCalls(t, f)
+
+	// On: the room, recorded, then every current member in it.
+	if err := s.SetCircleChat(ctx, "Family", true); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f, "create Family", "add family@groups.example.org Family ann", "add family@groups.example.org Family ben")
+	if c, err := st.Circle(ctx, "Family"); err != nil || c.Room != "family@groups.example.org" {
+		t.Fatalf("Family = %+v, %v", c, err)
+	}
+	if err := s.SetCircleChat(ctx, "Family", true); err != nil {
+		t.Fatalf("opening the chat twice = %v", err)
+	}
+	wantCalls(t, f)
+	// Later members get it like with CreateCircle.
+	if _, _, err := s.Redeem(ctx, inv.Token, "cat", "pass phrase", s.Now()); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f, "add family@groups.example.org Family cat")
+
+	// Off: the room goes first, then the members' bookmarks; the circle,
+	// its members and their rosters stay.
+	rosterBefore := len(p.calls)
+	if err := s.SetCircleChat(ctx, "Family", false); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f, "destroy family@groups.example.org", "remove family@groups.example.org ann",
+		"remove family@groups.example.org ben", "remove family@groups.example.org cat")
+	c, err := st.Circle(ctx, "Family")
+	if err != nil || c.Room != "" || strings.Join(c.Members, ",") != "ann,ben,cat" {
+		t.Fatalf("Family after closing = %+v, %v", c, err)
+	}
+	if len(p.calls) != rosterBefore {
+		t.Fatalf("roster changed when closing: %v", p.calls[rosterBefore:])
+	}
+	if err := s.SetCircleChat(ctx, "Family", false); err != nil {
+		t.Fatalf("closing twice = %v", err)
+	}
+	wantCalls(t, f)
+	// Members coming and going touch no room now.
+	if err := s.LeaveCircle(ctx, "Family", "cat"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.JoinCircle(ctx, "Family", "cat"); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f)
+
+	// A failing backend changes nothing.
+	f.failNew = errors.New("boom")
+	if err := s.SetCircleChat(ctx, "Family", true); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("SetCircleChat with a failing backend = %v", err)
+	}
+	wantCalls(t, f, "create Family")
+	if c, _ := st.Circle(ctx, "Family"); c.Room != "" {
+		t.Fatalf("room recorded although not created: %+v", c)
+	}
+
+	// Without a backend: only the no-op is allowed.
+	plain := New(Config{Store: st, Domain: "example.org", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := plain.SetCircleChat(ctx, "Family", true); !errors.Is(err, ErrNoGroupChat) {
+		t.Fatalf("SetCircleChat on without a backend = %v", err)
+	}
+	if err := plain.SetCircleChat(ctx, "Family", false); err != nil {
+		t.Fatalf("SetCircleChat off without a backend, no chat = %v", err)
+	}
+	f.failNew = nil
+	if err := s.SetCircleChat(ctx, "Family", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.SetCircleChat(ctx, "Family", false); !errors.Is(err, ErrNoGroupChat) {
+		t.Fatalf("SetCircleChat off without a backend = %v", err)
+	}
+	if c, _ := st.Circle(ctx, "Family"); c.Room == "" {
+		t.Fatal("the record was cleared without destroying the room")
+	}
+}

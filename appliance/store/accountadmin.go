@@ -65,29 +65,34 @@ type AccountDeletion struct {
 // account, or [ErrExists] if it is already marked.
 func (s *Store) MarkAccountDeletion(ctx context.Context, username, requestedBy string, requested, due time.Time) error {
 	return s.write(ctx, fmt.Sprintf("mark account %q for deletion", username), func(tx *sql.Tx) error {
-		if err := requireAccount(ctx, tx, username); err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO account_deletions (username, requested, due, requested_by)
-			VALUES (?, ?, ?, ?) ON CONFLICT (username) DO NOTHING`, username, millis(requested), millis(due), requestedBy)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return fmt.Errorf("%w: deletion of %q", ErrExists, username)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO held_scram_keys (username, hash, salt, iterations, stored_key, server_key)
-			SELECT username, hash, salt, iterations, stored_key, server_key FROM scram_keys WHERE username = ?`, username); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM scram_keys WHERE username = ?`, username); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM password_resets WHERE username = ?`, username)
-		return err
+		return markAccountDeletion(ctx, tx, username, requestedBy, requested, due)
 	})
+}
+
+// markAccountDeletion is MarkAccountDeletion inside the transaction tx.
+func markAccountDeletion(ctx context.Context, tx *sql.Tx, username, requestedBy string, requested, due time.Time) error {
+	if err := requireAccount(ctx, tx, username); err != nil {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO account_deletions (username, requested, due, requested_by)
+		VALUES (?, ?, ?, ?) ON CONFLICT (username) DO NOTHING`, username, millis(requested), millis(due), requestedBy)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return fmt.Errorf("%w: deletion of %q", ErrExists, username)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO held_scram_keys (username, hash, salt, iterations, stored_key, server_key)
+		SELECT username, hash, salt, iterations, stored_key, server_key FROM scram_keys WHERE username = ?`, username); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM scram_keys WHERE username = ?`, username); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `DELETE FROM password_resets WHERE username = ?`, username)
+	return err
 }
 
 // CancelAccountDeletion unmarks username and unlocks it: the held SCRAM

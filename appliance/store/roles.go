@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrLastAdmin reports that a change would leave no administrator who can
@@ -47,6 +48,45 @@ func (s *Store) SetRoleKeepAdmin(ctx context.Context, username, role string) (st
 		return err
 	})
 	return old, err
+}
+
+// MarkAccountDeletionKeepAdmin marks username for deletion at due and
+// locks it like [Store.MarkAccountDeletion], but in the same transaction
+// refuses to mark the last administrator who can log in: when username has
+// the role RoleAdmin and no other administrator that is not marked for
+// deletion exists, it returns an error matching [ErrLastAdmin] and changes
+// nothing. Two administrators marking each other at the same instant thus
+// cannot both succeed (writes are serialized: BEGIN IMMEDIATE). Deleting
+// an account at once is safe through it too: mark it here with due =
+// now, then [Store.DeleteAccount] (a marked administrator no longer
+// counts). Other errors: [ErrNotFound] if there is no such account,
+// [ErrExists] if it is already marked.
+func (s *Store) MarkAccountDeletionKeepAdmin(ctx context.Context, username, requestedBy string, requested, due time.Time) error {
+	return s.write(ctx, fmt.Sprintf("mark account %q for deletion", username), func(tx *sql.Tx) error {
+		if err := requireAccount(ctx, tx, username); err != nil {
+			return err
+		}
+		if marked, err := isMarked(ctx, tx, username); err != nil {
+			return err
+		} else if marked {
+			return fmt.Errorf("%w: deletion of %q", ErrExists, username)
+		}
+		role := RoleNormal
+		err := tx.QueryRowContext(ctx, `SELECT role FROM account_roles WHERE username = ?`, username).Scan(&role)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if role == RoleAdmin {
+			n, err := countAdmins(ctx, tx, username)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return ErrLastAdmin
+			}
+		}
+		return markAccountDeletion(ctx, tx, username, requestedBy, requested, due)
+	})
 }
 
 // CountAdmins returns how many accounts have the role RoleAdmin and are

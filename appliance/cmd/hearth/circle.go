@@ -11,11 +11,12 @@ const circleUsage = `Usage (the server must be running):
   hearth circle list [--data DIR]                 circles, their group chats and members
   hearth circle create NAME [--chat] [--data DIR] a new circle, with --chat a group chat of its members
   hearth circle delete NAME [--data DIR]          delete a circle (and its group chat)
+  hearth circle chat NAME on|off [--data DIR]     give the circle a group chat of its members, or close it
   hearth circle add NAME JID [--data DIR]         the account joins the circle (contacts with its members)
   hearth circle remove NAME JID [--data DIR]      the account leaves the circle
 `
 
-// circleCmd implements `hearth circle list|create|delete|add|remove`:
+// circleCmd implements `hearth circle list|create|delete|chat|add|remove`:
 // the circles of the admin page /admin/circles, through the running
 // server's control socket (the group chats live in its MUC service).
 func circleCmd(args []string, stdout, stderr io.Writer) int {
@@ -32,7 +33,7 @@ func circleCmd(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return 2
 	}
-	want := map[string]int{"list": 0, "create": 1, "delete": 1, "add": 2, "remove": 2}
+	want := map[string]int{"list": 0, "create": 1, "delete": 1, "chat": 2, "add": 2, "remove": 2}
 	n, ok := want[sub]
 	if !ok {
 		fmt.Fprintf(stderr, "hearth: unknown circle command %q\n\n%s", sub, circleUsage)
@@ -77,6 +78,21 @@ func circleCmd(args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 		fmt.Fprintf(stdout, "deleted circle %s\n", positional[0])
+	case "chat":
+		on := positional[1] == "on"
+		if !on && positional[1] != "off" {
+			fmt.Fprintf(stderr, "hearth circle chat: %q is not on or off\n\n%s", positional[1], circleUsage)
+			return 2
+		}
+		var c ctlCircle
+		if code := callServer(*data, stderr, ctlCircleChat, ctlCircleArgs{Name: positional[0], Chat: on}, &c); code != 0 {
+			return code
+		}
+		if c.Room != "" {
+			fmt.Fprintf(stdout, "circle %s: group chat %s\n", c.Name, c.Room)
+		} else {
+			fmt.Fprintf(stdout, "circle %s: no group chat\n", c.Name)
+		}
 	case "add":
 		if code := callServer(*data, stderr, ctlCircleJoin, ctlCircleArgs{Name: positional[0], JID: positional[1]}, nil); code != 0 {
 			return code

@@ -31,13 +31,40 @@ const (
 	ctlCircleDelete = "circle.delete"
 	ctlCircleJoin   = "circle.join"
 	ctlCircleLeave  = "circle.leave"
+	// ctlCircleChat: ctlCircleArgs (Name, Chat: on or off) -> ctlCircle,
+	// the circle after the change.
+	ctlCircleChat = "circle.chat"
 	// ctlUserRole: ctlUserArgs (JID, Role) -> nothing.
 	ctlUserRole = "user.role"
 	// ctlUserResetLink: ctlUserArgs (JID) -> ctlResetLink.
 	ctlUserResetLink = "user.reset-link"
 	// ctlUserDelete: ctlUserArgs (JID, Now) -> ctlDeleted.
 	ctlUserDelete = "user.delete"
+	// ctlUserUndelete: ctlUserArgs (JID) -> nothing.
+	ctlUserUndelete = "user.undelete"
+	// ctlSettingsShow: no args -> webui.Settings.
+	ctlSettingsShow = "settings.show"
+	// ctlSettingsSet: ctlSettingArgs -> nothing.
+	ctlSettingsSet = "settings.set"
+	// ctlStatus: no args -> webui.SystemStatus.
+	ctlStatus = "status"
+	// ctlSettingsServer: ctlServerSettingsArgs -> nothing; the server
+	// restarts its services to apply the values.
+	ctlSettingsServer = "settings.server"
 )
+
+type ctlServerSettingsArgs struct {
+	// Values maps server settings (flag names, adminFlags) to new values.
+	Values map[string]string `json:"values"`
+}
+
+type ctlSettingArgs struct {
+	// Name is the text's short name (webui.TextNames: welcome, terms,
+	// privacy).
+	Name string `json:"name"`
+	// Text is the new text; "" removes it.
+	Text string `json:"text"`
+}
 
 // ctlBy names the command line as the actor in the server's logs and in
 // "marked for deletion by" on the users page.
@@ -54,7 +81,8 @@ type ctlAnnounced struct {
 
 type ctlCircleArgs struct {
 	Name string `json:"name"`
-	// Chat: with circle.create, the circle gets a group chat.
+	// Chat: with circle.create, the circle gets a group chat; with
+	// circle.chat, the circle's group chat is opened (true) or closed.
 	Chat bool `json:"chat,omitempty"`
 	// JID is the account of circle.join and circle.leave (bare JID).
 	JID string `json:"jid,omitempty"`
@@ -168,6 +196,29 @@ func startControl(ctx context.Context, dataDir string, ui *webui.UI, invites *in
 		}
 		return nil, ctlError(invites.DeleteCircle(ctx, a.Name), "no such circle "+a.Name, "")
 	})
+	s.Handle(ctlCircleChat, func(ctx context.Context, raw json.RawMessage) (any, error) {
+		a, err := circle(raw)
+		if err != nil {
+			return nil, err
+		}
+		err = invites.SetCircleChat(ctx, a.Name, a.Chat)
+		if errors.Is(err, invite.ErrNoGroupChat) {
+			return nil, control.Errorf(control.CodeConflict, "group chats are not available on this server")
+		}
+		if err != nil {
+			return nil, ctlError(err, "no such circle "+a.Name, "")
+		}
+		cs, err := invites.Circles(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range cs {
+			if c.Name == a.Name {
+				return ctlCircle{Name: c.Name, Room: c.Room, Members: c.Members}, nil
+			}
+		}
+		return nil, control.Errorf(control.CodeNotFound, "no such circle %s", a.Name)
+	})
 	for _, cmd := range []string{ctlCircleJoin, ctlCircleLeave} {
 		s.Handle(cmd, func(ctx context.Context, raw json.RawMessage) (any, error) {
 			a, err := circle(raw)
@@ -222,6 +273,33 @@ func startControl(ctx context.Context, dataDir string, ui *webui.UI, invites *in
 			return nil, ctlError(err, "no such account "+a.JID, a.JID+" is already marked for deletion (use --now to delete it at once)")
 		}
 		return ctlDeleted{DeleteOn: on}, nil
+	})
+	s.Handle(ctlUserUndelete, func(ctx context.Context, raw json.RawMessage) (any, error) {
+		a, name, err := user(raw)
+		if err != nil {
+			return nil, err
+		}
+		return nil, ctlError(ui.Undelete(ctx, name, ctlBy), a.JID+" is not marked for deletion (or does not exist)", "")
+	})
+	s.Handle(ctlSettingsShow, func(ctx context.Context, raw json.RawMessage) (any, error) {
+		return ui.Settings(ctx)
+	})
+	s.Handle(ctlSettingsSet, func(ctx context.Context, raw json.RawMessage) (any, error) {
+		var a ctlSettingArgs
+		if err := decodeArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return nil, settingError(ui.SetText(ctx, textKey(a.Name), a.Text, ctlBy), a.Name)
+	})
+	s.Handle(ctlStatus, func(ctx context.Context, raw json.RawMessage) (any, error) {
+		return ui.Status(ctx)
+	})
+	s.Handle(ctlSettingsServer, func(ctx context.Context, raw json.RawMessage) (any, error) {
+		var a ctlServerSettingsArgs
+		if err := decodeArgs(raw, &a); err != nil {
+			return nil, err
+		}
+		return nil, serverSettingError(ui.SetServerSettings(ctx, a.Values, ctlBy))
 	})
 	return s.Listen(ctx, dataDir)
 }
@@ -278,4 +356,14 @@ func reportCallError(err error, dataDir string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hearth: %v\n", err)
 	}
 	return 1
+}
+
+// serverSettingError turns a *webui.SettingError into a control error
+// (bad-request) naming the setting; others pass unchanged.
+func serverSettingError(err error) error {
+	var se *webui.SettingError
+	if errors.As(err, &se) {
+		return control.Errorf(control.CodeBadRequest, "%s: %s", se.Flag, se.Text)
+	}
+	return err
 }

@@ -54,6 +54,7 @@ func startControlEnv(t *testing.T) *controlEnv {
 		t.Fatal(err)
 	}
 	e.st = st
+	cfg.store, cfg.log, cfg.flags, cfg.explicit = st, log, fs, explicitFlags(fs)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := checkDomain(ctx, st, e.domain); err != nil {
 		t.Fatal(err)
@@ -255,6 +256,12 @@ var resetLinkRE = regexp.MustCompile(`\n  (https://example\.test:\d+/reset/\S+)\
 func TestUserResetLinkCommand(t *testing.T) {
 	e := startControlEnv(t)
 	e.user(t, "gran")
+	// Set up (the web pages other than the wizard answer once an
+	// administrator exists).
+	e.user(t, "dad")
+	if err := e.st.SetRole(context.Background(), "dad", store.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
 	code, out, stderr := e.cli(t, "", "user", "reset-link", "gran@example.test")
 	if code != 0 || !strings.Contains(out, "Password link for gran@example.test, valid once until ") {
 		t.Fatalf("reset-link: %d %q %q", code, out, stderr)
@@ -399,4 +406,54 @@ func TestCircleGroupChatCommand(t *testing.T) {
 	mum.Expect(func(el *xmlel.Element) bool {
 		return el.Name.Local == "presence" && el.Get("type") == "unavailable" && strings.Contains(el.String(), "destroy")
 	})
+}
+
+// TestCircleChatCommand: `hearth circle chat NAME on|off` gives a circle
+// made without one a group chat its members may enter, then closes it
+// (the occupant gets the XEP-0045 §10.9 destroy notice); the circle stays.
+func TestCircleChatCommand(t *testing.T) {
+	e := startControlEnv(t)
+	ctx := context.Background()
+	e.user(t, "mum")
+	if code, _, stderr := e.cli(t, "", "circle", "add", "Family", "mum@example.test"); code != 0 {
+		t.Fatalf("add: %s", stderr)
+	}
+	if code, _, stderr := e.cli(t, "", "circle", "chat", "Family", "maybe"); code != 2 || !strings.Contains(stderr, `"maybe" is not on or off`) {
+		t.Fatalf("chat maybe: %d %q", code, stderr)
+	}
+	if code, _, stderr := e.cli(t, "", "circle", "chat", "Nope", "on"); code != 1 || !strings.Contains(stderr, "no such circle Nope") {
+		t.Fatalf("chat of an unknown circle: %d %q", code, stderr)
+	}
+	if code, out, stderr := e.cli(t, "", "circle", "chat", "Family", "off"); code != 0 || out != "circle Family: no group chat\n" {
+		t.Fatalf("chat off without a chat: %d %q %q", code, out, stderr)
+	}
+	code, out, stderr := e.cli(t, "", "circle", "chat", "Family", "on")
+	if code == 1 && strings.Contains(stderr, "group chats are not available") {
+		t.Skip("the circles' group chat backend is not wired in `hearth serve`")
+	}
+	c, err := e.st.Circle(ctx, "Family")
+	if err != nil || !strings.HasSuffix(c.Room, "@groups."+e.domain) {
+		t.Fatalf("stored circle %+v %v", c, err)
+	}
+	if code != 0 || out != "circle Family: group chat "+c.Room+"\n" {
+		t.Fatalf("chat on: %d %q %q", code, out, stderr)
+	}
+	// mum, already a member, may enter the members-only room.
+	mum := e.login(t, "mum")
+	mum.Send("<presence to='%s/mum'><x xmlns='http://jabber.org/protocol/muc'/></presence>", c.Room)
+	p := mum.Expect(func(el *xmlel.Element) bool {
+		return el.Name.Local == "presence" && strings.HasPrefix(el.Get("from"), c.Room+"/")
+	})
+	if p.Get("type") == "error" {
+		t.Fatalf("mum cannot enter the circle's room: %s", p)
+	}
+	if code, out, stderr := e.cli(t, "", "circle", "chat", "Family", "off"); code != 0 || out != "circle Family: no group chat\n" {
+		t.Fatalf("chat off: %d %q %q", code, out, stderr)
+	}
+	mum.Expect(func(el *xmlel.Element) bool {
+		return el.Name.Local == "presence" && el.Get("type") == "unavailable" && strings.Contains(el.String(), "destroy")
+	})
+	if c, err := e.st.Circle(ctx, "Family"); err != nil || c.Room != "" || len(c.Members) != 1 {
+		t.Fatalf("circle after closing %+v %v", c, err)
+	}
 }

@@ -2,10 +2,12 @@
 //
 //	hearth serve [flags]              run the server
 //	hearth user add|passwd|del|list   manage accounts (works while the server runs)
-//	hearth user role|reset-link       change a role, make a password link (running server)
+//	hearth user role|reset-link|undelete   change a role, make a password link, cancel a deletion (running server)
+//	hearth settings show|set          welcome message, terms, privacy, limits and retention
+//	hearth status [--json]            the system page's figures (running server)
 //	hearth invite create|list|revoke  invitations (XEP-0401): link, xmpp: URI, QR code
 //	hearth announce TEXT              a message to every account (running server)
-//	hearth circle list|create|delete|add|remove   circles and their group chats (running server)
+//	hearth circle list|create|delete|chat|add|remove   circles and their group chats (running server)
 //	hearth netcheck [flags]           can the internet reach this server? (router, NAT, ports)
 //	hearth backup FILE                the data directory as .tar.gz, while the server runs
 //	hearth export JID [FILE]          one account's data in the XEP-0227 format
@@ -37,12 +39,22 @@ Usage:
   hearth user list [--data DIR]         list accounts
   hearth user role JID limited|normal|admin [--data DIR]   change an account's role *
   hearth user reset-link JID [--no-qr] [--data DIR]   a one-time password link, with QR code *
+  hearth user undelete JID [--data DIR]   cancel a pending deletion: the account works again *
+  hearth settings show [--json] [--data DIR]   registration policy, welcome message, terms, privacy
+  hearth settings set welcome|terms|privacy [TEXT|-] [--data DIR]   set a text of the settings
+                                        page (stdin without TEXT or with -; "" removes it)
+  hearth settings set NAME VALUE [--data DIR]   a server setting of the settings page: mam-retention,
+                                        upload-retention, upload-max-file-size, upload-quota-daily,
+                                        upload-storage-cap, max-offline, account-deletion-grace,
+                                        contact-KIND (a running server restarts its services to
+                                        apply it; otherwise it applies at the next start)
+  hearth status [--json] [--data DIR]   version, uptime, memory, disk, shared files, active accounts *
   hearth invite create [--reusable --uses N --expires 7d --role normal --circle NAME --note TEXT]
                                         make an invitation: prints its link, xmpp: URI and QR code
   hearth invite list|revoke [--data DIR]   list invitations, revoke one (by token or link)
   hearth announce [--data DIR] [TEXT]   a message to every account; TEXT or stdin *
-  hearth circle list|create NAME [--chat]|delete NAME|add NAME JID|remove NAME JID [--data DIR]
-                                        circles (contacts of each other), with a group chat *
+  hearth circle list|create NAME [--chat]|delete NAME|chat NAME on|off|add NAME JID|remove NAME JID
+                                        [--data DIR] circles (contacts of each other), with a group chat *
   hearth netcheck [--port-mapping auto] [--json]   map the router's ports and tell whether
                                         the internet can reach this server (CGNAT, double NAT...)
   hearth backup FILE.tar.gz [--data DIR] [--no-uploads]   the data directory with a consistent
@@ -68,6 +80,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return inviteCmd(args[1:], stdout, stderr)
 	case "announce":
 		return announceCmd(args[1:], stdin, stdout, stderr)
+	case "settings":
+		return settingsCmd(args[1:], stdin, stdout, stderr)
+	case "status":
+		return statusCmd(args[1:], stdout, stderr)
 	case "circle":
 		return circleCmd(args[1:], stdout, stderr)
 	case "netcheck":

@@ -77,6 +77,10 @@ type serveConfig struct {
 	log     *slog.Logger
 	restart func()
 	addrs   addrCache
+	// flags is this run's flag set and explicit the names of the flags
+	// given on the command line (they win over stored settings).
+	flags    *flag.FlagSet
+	explicit map[string]bool
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -181,6 +185,12 @@ func serveOnce(parent context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	defer st.Close()
 	cfg.store = st
+	cfg.flags, cfg.explicit = fs, explicitFlags(fs)
+	// Server settings made on the admin settings page (adminflags.go).
+	if err := applyAdminFlags(parent, st, fs, cfg.explicit, log); err != nil {
+		log.Error("reading the server settings failed", "err", err)
+		return 1, false
+	}
 	if cfg.domain, err = serveDomain(parent, st, cfg.domain, log); err != nil {
 		log.Error(err.Error())
 		return 1, false
@@ -189,7 +199,7 @@ func serveOnce(parent context.Context, args []string, stdout, stderr io.Writer) 
 		log.Error("reading the domain choice failed", "err", err)
 		return 1, false
 	}
-	if applied := applySiteChoice(cfg, explicitFlags(fs), cfg.site); len(applied) > 0 {
+	if applied := applySiteChoice(cfg, cfg.explicit, cfg.site); len(applied) > 0 {
 		log.Info("applying the setup wizard's domain choice", "dns", cfg.site.DNS, "flags", strings.Join(applied, ","))
 	}
 	cfg.site = siteChoiceInForce(cfg.site, cfg.domain)

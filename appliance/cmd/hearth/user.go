@@ -21,10 +21,11 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// userCmd implements `hearth user add|passwd|del|list|role|reset-link`.
+// userCmd implements `hearth user add|passwd|del|undelete|list|role|reset-link`.
 // add, passwd and list open the same SQLite database as a running server
-// (WAL mode allows both at once). role and reset-link go through the
-// running server's control socket, like del when the server runs (so it
+// (WAL mode allows both at once). role, reset-link and undelete (cancel a
+// pending deletion) go through the running server's control socket, like
+// del when the server runs (so it
 // ends the account's live sessions and follows the grace period of the
 // admin page); without a server, del deletes at once in the database.
 func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -64,6 +65,12 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return printQR(stdout, stderr, res.Link, "open the link")
 		}
 		return 0
+	case sub == "undelete" && len(positional) == 1:
+		if code := callServer(*data, stderr, ctlUserUndelete, ctlUserArgs{JID: positional[0]}, nil); code != 0 {
+			return code
+		}
+		fmt.Fprintf(stdout, "%s is kept: the deletion is cancelled and its password works again\n", positional[0])
+		return 0
 	case sub == "del" && len(positional) == 1:
 		// Through the running server when there is one.
 		var res ctlDeleted
@@ -73,7 +80,7 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "deleted %s\n", positional[0])
 			return 0
 		case err == nil:
-			fmt.Fprintf(stdout, "%s is locked and will be deleted on %s (cancel on the admin page /admin/users; --now deletes at once)\n",
+			fmt.Fprintf(stdout, "%s is locked and will be deleted on %s (cancel with hearth user undelete or on the admin page /admin/users; --now deletes at once)\n",
 				positional[0], res.DeleteOn.Format("2006-01-02 15:04 MST"))
 			return 0
 		case !errors.Is(err, control.ErrNotRunning):

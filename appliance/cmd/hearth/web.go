@@ -6,16 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hearthxmpp/hearth/appliance/httpd"
 	"github.com/hearthxmpp/hearth/appliance/invite"
 	"github.com/hearthxmpp/hearth/appliance/webclient"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/register"
-	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/upload"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
 	"github.com/hearthxmpp/hearth/ddns/reach"
 	"github.com/hearthxmpp/hearth/webui"
@@ -73,7 +70,8 @@ func (u *uiSetup) setup(srv *server.Server, web *httpd.Server, cfg *serveConfig,
 		// The domain step (site.go).
 		Site: cfg.site, ApplySite: cfg.applySite, CheckDNS: cfg.checkDNS,
 		C2SPort: portOrOff(cfg.c2sPort), C2STLSPort: portOrOff(cfg.c2sTLSPort), S2SPort: portOrOff(cfg.s2sPort),
-		Server: srv, DataDir: cfg.data, Facts: cfg.facts(),
+		Server: srv, DataDir: cfg.data,
+		ServerSettings: cfg.serverSettings, SaveServerSettings: cfg.saveServerSettings,
 		UploadDir: filepath.Join(cfg.data, "uploads"), DeletionGrace: u.deletionGrace,
 		AccountDeleted: func(ctx context.Context, user string) {
 			if cfg.muc == nil {
@@ -89,51 +87,6 @@ func (u *uiSetup) setup(srv *server.Server, web *httpd.Server, cfg *serveConfig,
 	u.ui, u.invites = ui, invites
 	// Deletions whose grace period ended, expired password links.
 	cfg.jobs = append(cfg.jobs, ui.Start)
-}
-
-// facts are the settings made by flags, shown read-only on the settings
-// page.
-func (c *serveConfig) facts() []webui.Fact {
-	kept := func(d time.Duration) string {
-		if d <= 0 {
-			return "forever"
-		}
-		if d%(24*time.Hour) == 0 {
-			return strconv.Itoa(int(d/(24*time.Hour))) + " days"
-		}
-		return d.String()
-	}
-	size := func(b upload.ByteSize, zero string) string {
-		if b == 0 {
-			return zero
-		}
-		return b.String()
-	}
-	f := []webui.Fact{
-		{Label: "Message archive kept", Value: kept(c.mamRetention), Flag: "--mam-retention"},
-		{Label: "Offline messages kept per account", Value: strconv.Itoa(c.limits.MaxOfflinePerUser), Flag: "--max-offline"},
-		{Label: "Largest shared file", Value: size(c.uploadMaxFile, "no limit"), Flag: "--upload-max-file-size"},
-		{Label: "Shared files per account and day", Value: size(c.uploadQuota, "no limit"), Flag: "--upload-quota-daily"},
-		{Label: "Storage for all shared files", Value: size(c.uploadCap, "no limit (256 MiB of disk stay free)"), Flag: "--upload-storage-cap"},
-		{Label: "Shared files kept", Value: kept(c.uploadRetention), Flag: "--upload-retention"},
-		{Label: "Deleted accounts kept (locked) before they are gone", Value: kept(c.ui.deletionGrace), Flag: "--account-deletion-grace"},
-	}
-	if c.ui.deletionGrace <= 0 {
-		f[len(f)-1].Value = "not kept: deleted at once"
-	}
-	kinds := make([]string, 0, len(c.contacts))
-	for k := range c.contacts {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
-		kind := strings.TrimSuffix(k, "-addresses")
-		f = append(f, webui.Fact{Label: "Contact addresses (" + kind + ", XEP-0157)", Value: strings.Join(c.contacts[k], ", "), Flag: "--contact-" + kind})
-	}
-	if len(kinds) == 0 {
-		f = append(f, webui.Fact{Label: "Contact addresses (XEP-0157)", Value: "none", Flag: "--contact-admin, --contact-abuse, ..."})
-	}
-	return f
 }
 
 // checkReach is the web pages' reachability check: the router's port

@@ -67,14 +67,15 @@ func (c CircleChats) CreateRoom(ctx context.Context, circle string) (string, err
 	return "", fmt.Errorf("muc: no free room address for circle %q", circle)
 }
 
-// DestroyRoom destroys room (XEP-0045 §10.9, reason "The circle was
-// deleted"); a room that no longer exists is no error.
+// DestroyRoom destroys room (XEP-0045 §10.9, reason "The circle's group
+// chat was closed": the circle was deleted or its chat closed); a room
+// that no longer exists is no error.
 func (c CircleChats) DestroyRoom(ctx context.Context, room string) error {
 	name, err := roomName(room)
 	if err != nil {
 		return err
 	}
-	err = c.MUC.DestroyRoom(ctx, name, "The circle was deleted")
+	err = c.MUC.DestroyRoom(ctx, name, "The circle's group chat was closed")
 	if errors.Is(err, ErrRoomNotFound) {
 		return nil
 	}

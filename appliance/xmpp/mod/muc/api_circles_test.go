@@ -307,3 +307,80 @@ func TestCircleChatsOldDomain(t *testing.T) {
 		t.Fatalf("AddMember of a gone room = %v", err)
 	}
 }
+
+// TestCircleSetGroupChat: a circle made without a group chat gets one
+// later (invite.Service.SetCircleChat): its members, online or not, get
+// the affiliation and an autojoin bookmark (notified to connected
+// clients) and may enter; closing it destroys the room with its
+// occupants told and the bookmarks retracted, and the circle stays.
+func TestCircleSetGroupChat(t *testing.T) {
+	e := newCircleEnv(t)
+	ctx := context.Background()
+	room := roomJID("cousins")
+
+	if err := e.inv.CreateCircle(ctx, "Cousins", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if err := e.inv.JoinCircle(ctx, "Cousins", u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice := e.bookmarkClient("alice")
+
+	if err := e.inv.SetCircleChat(ctx, "Cousins", true); err != nil {
+		t.Fatal(err)
+	}
+	ev := alice.Expect("bookmark notification", bookmarkEvent(room, "item"))
+	if conf := peptest.EventItems(ev)[0].Child(bookmarks.NS, "conference"); conf == nil || conf.Get("autojoin") != "true" || conf.Get("name") != "Cousins" {
+		t.Fatalf("bookmark event %s", ev)
+	}
+	if b := e.pepBookmarks("bob")[room]; b == nil || b.Get("autojoin") != "true" {
+		t.Fatalf("bob's bookmarks %v", e.pepBookmarks("bob"))
+	}
+	if affs, _ := e.svc.Affiliations(ctx, "cousins"); len(affs) != 2 || affs[bareOf("alice")] != AffiliationMember || affs[bareOf("bob")] != AffiliationMember {
+		t.Fatalf("affiliations %v", affs)
+	}
+	if c, _ := e.inv.Circles(ctx); len(c) != 1 || c[0].Room != room {
+		t.Fatalf("Circles = %+v", c)
+	}
+	if p := enter(alice, "cousins", "Alice"); p.Get("type") == "error" || item(p).Get("affiliation") != AffiliationMember {
+		t.Fatalf("alice entering: %s", p)
+	}
+	bob := e.online("bob", "b")
+	joinOK(t, bob, "cousins", "Bob", "")
+	carol := e.online("carol", "c")
+	wantPresenceError(t, carol, "cousins", "Carol", "", "registration-required")
+
+	// Closing: both occupants get the destroy notice, Alice's client the
+	// retraction; the room is gone, the circle and its members stay.
+	if err := e.inv.SetCircleChat(ctx, "Cousins", false); err != nil {
+		t.Fatal(err)
+	}
+	destroyed := func(nick string) func(*xmlel.Element) bool {
+		return func(el *xmlel.Element) bool {
+			return presenceFrom(occ("cousins", nick), "unavailable")(el) && userX(el) != nil && userX(el).Child(NSUser, "destroy") != nil
+		}
+	}
+	alice.Expect("destruction", destroyed("Alice"))
+	bob.Expect(destroyed("Bob"))
+	alice.Expect("bookmark retraction", bookmarkEvent(room, "retract"))
+	for _, u := range []string{"alice", "bob"} {
+		if b := e.pepBookmarks(u); b[room] != nil {
+			t.Fatalf("%s's bookmarks after closing %v", u, b)
+		}
+	}
+	if _, err := e.svc.Affiliations(ctx, "cousins"); !errors.Is(err, ErrRoomNotFound) {
+		t.Fatalf("room after closing: %v", err)
+	}
+	if c, _ := e.inv.Circles(ctx); len(c) != 1 || c[0].Room != "" || strings.Join(c[0].Members, ",") != "alice,bob" {
+		t.Fatalf("Circles after closing = %+v", c)
+	}
+	// A new room can be opened again, at the same address.
+	if err := e.inv.SetCircleChat(ctx, "Cousins", true); err != nil {
+		t.Fatal(err)
+	}
+	if affs, _ := e.svc.Affiliations(ctx, "cousins"); len(affs) != 2 {
+		t.Fatalf("affiliations after reopening %v", affs)
+	}
+}
