@@ -76,7 +76,12 @@ func (s *Server) serveC2S(ctx context.Context, raw net.Conn, directTLS bool) {
 	// itself racily, so we do not give it one).
 	deadline := time.Now().Add(s.limits.AuthTimeout)
 	lc.SetDeadline(deadline)
+	if !s.trackNegotiation(lc, raw) {
+		raw.Close()
+		return
+	}
 	xs, err := xmpp.ReceiveSession(context.Background(), conn, state, xmpp.NewNegotiator(cc.streamConfig))
+	s.untrackNegotiation(lc)
 	if cc.resumed != nil && err == nil {
 		// XEP-0198 §5: the stream continues an earlier session.
 		lc.SetDeadline(time.Time{})
@@ -253,6 +258,8 @@ func (cc *c2sConn) fail(conn net.Conn, err error, timedOut bool) {
 		se = newStreamError(stream.NotAuthorized, "negotiation ended without a bound resource")
 	case errors.As(err, &se):
 		// A web transport's framing violation (framing.go).
+	case cc.srv.isClosing() && (errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())):
+		se = newStreamError(streamSystemShutdown, "server shutting down")
 	case timedOut || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		se = newStreamError(stream.ConnectionTimeout, "authentication took too long")
 	case errors.Is(err, errStanzaTooBig):
@@ -427,4 +434,30 @@ func (c credentialSource) Credential(ctx context.Context, username, hash string)
 		return auth.Credential{}, err
 	}
 	return auth.Credential{Hash: k.Hash, Salt: k.Salt, Iterations: k.Iterations, StoredKey: k.StoredKey, ServerKey: k.ServerKey}, nil
+}
+
+// trackNegotiation records lc, a TCP stream about to negotiate, for
+// Shutdown; it reports false when the server is already shutting down.
+// Web transports (raw a securedConn) are aborted by ShutdownWeb instead.
+func (s *Server) trackNegotiation(lc *limitConn, raw net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	if _, web := raw.(securedConn); web {
+		return true
+	}
+	if s.negotiating == nil {
+		s.negotiating = map[*limitConn]struct{}{}
+	}
+	s.negotiating[lc] = struct{}{}
+	return true
+}
+
+// untrackNegotiation forgets lc once its negotiation ended.
+func (s *Server) untrackNegotiation(lc *limitConn) {
+	s.mu.Lock()
+	delete(s.negotiating, lc)
+	s.mu.Unlock()
 }

@@ -88,6 +88,9 @@ type Server struct {
 	listeners []net.Listener
 	wg        sync.WaitGroup
 	closing   bool
+	// negotiating are the TCP connections not bound yet (c2s.go): Shutdown
+	// ends their negotiation at once instead of waiting for AuthTimeout.
+	negotiating map[*limitConn]struct{}
 }
 
 // New validates cfg and returns a Server ready for Listen. It registers the
@@ -235,9 +238,9 @@ func (s *Server) ListenC2S(ctx context.Context, addr string, directTLS bool) (ne
 	return ln.Addr(), nil
 }
 
-// Shutdown stops accepting, ends every session with stream error
-// system-shutdown (RFC 6120 §4.9.3.19) and waits until connections close or ctx
-// expires.
+// Shutdown stops accepting, ends every session, and every TCP stream still
+// negotiating, with stream error system-shutdown (RFC 6120 §4.9.3.19) and
+// waits until connections close or ctx expires.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
@@ -245,6 +248,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	s.listeners = nil
+	// Streams still negotiating: their next read times out, and the
+	// negotiation ends with system-shutdown (c2sConn.fail).
+	for lc := range s.negotiating {
+		lc.SetReadDeadline(time.Now())
+	}
 	s.mu.Unlock()
 	for _, sess := range s.router.all() {
 		sess.Terminate(newStreamError(streamSystemShutdown, "server shutting down"))

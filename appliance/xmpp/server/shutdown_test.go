@@ -3,7 +3,11 @@ package server_test
 import (
 	"context"
 	"crypto/tls"
+	"io"
+	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hearthxmpp/hearth/appliance/xmpp/server"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/xmpptest"
@@ -34,8 +38,42 @@ func TestShutdownBindAfterScan(t *testing.T) {
 		t.Fatalf("session bound before shutdown ended with %q", cond)
 	}
 
-	c.Bind("late")
+	// Its bind request is either read before Shutdown ended the
+	// negotiation (the bind result, then the stream error) or not (the
+	// stream error at once): system-shutdown either way.
+	c.Send("<iq type='set' id='late'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>late</resource></bind></iq>")
 	if cond := c.WaitClosed(); cond != "system-shutdown" {
 		t.Fatalf("session bound during shutdown ended with %q, want system-shutdown", cond)
+	}
+}
+
+// TestShutdownEndsNegotiations: TCP streams that never authenticate (a
+// stream header, or only a TCP connection) do not hold Shutdown until the
+// authentication timeout: they get stream error system-shutdown at once
+// (RFC 6120 §4.9.3.19), and Shutdown returns without its context ending.
+func TestShutdownEndsNegotiations(t *testing.T) {
+	e := newEnv(t, server.Limits{AuthTimeout: 10 * time.Minute})
+	header := xmpptest.Dial(t, e.addr, domain)
+	header.OpenStream()
+	silent, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown = %v: it waited for the negotiating streams", err)
+	}
+	if cond := header.WaitClosed(); cond != "system-shutdown" {
+		t.Fatalf("negotiating stream ended with %q, want system-shutdown", cond)
+	}
+	// Closed (EOF, not the read deadline): with system-shutdown if its
+	// negotiation had begun, silently if Shutdown came first.
+	silent.SetReadDeadline(time.Now().Add(30 * time.Second))
+	b, err := io.ReadAll(silent)
+	if err != nil || len(b) > 0 && !strings.Contains(string(b), "system-shutdown") {
+		t.Fatalf("silent connection got %q, %v", b, err)
 	}
 }
