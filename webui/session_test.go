@@ -2,6 +2,7 @@ package webui
 
 import (
 	"context"
+	"github.com/hearthxmpp/hearth/appliance/store"
 	"net/http"
 	"net/url"
 	"testing"
@@ -72,6 +73,20 @@ func TestWizardSessionSurvivesRestart(t *testing.T) {
 	e.restart()
 	wantCode(t, b.do("GET", "/setup/domain", nil), 200)
 	wantCode(t, b.do("POST", "/setup/done", url.Values{"csrf": {token}}), 200, "https://example.org/invite/")
+
+	// An administrator no more (another one took the role away): the
+	// wizard's session cannot go on, and is over.
+	e.user("mum")
+	if err := e.st.SetRole(context.Background(), "mum", store.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.SetRole(context.Background(), "dad", store.RoleNormal); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, b.do("POST", "/setup/done", url.Values{"csrf": {token}}), http.StatusForbidden, "no longer administers")
+	if rec := b.do("GET", "/setup/domain", nil); rec.Code != http.StatusSeeOther {
+		t.Fatalf("wizard step after the demotion: %d", rec.Code)
+	}
 }
 
 func TestSessionEndsWithAccountAndExpiry(t *testing.T) {

@@ -205,8 +205,13 @@ func (u *UI) wizardDomain(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := u.cfg.ApplySite(r.Context(), c); err != nil {
 		var nf *store.NotFreshError
-		if errors.As(err, &nf) {
+		var se *SettingError
+		switch {
+		case errors.As(err, &nf):
 			fail(http.StatusConflict, "The domain can only be changed before anyone has chatted: "+nf.Reason()+".")
+			return
+		case errors.As(err, &se):
+			fail(http.StatusBadRequest, se.Text)
 			return
 		}
 		u.log.Error("web: saving the domain choice failed", "domain", domain, "err", err)
@@ -232,6 +237,20 @@ func zoneText(domain string, err error) string {
 }
 
 // checkSummary is the plain-words line above the live DNS check.
+// DNSCheckStatus is the live DNS check (ddns.CheckRecords) as a step
+// status, for the system page: the summary of the wizard's table, and one
+// detail line per record that is missing or wrong.
+func DNSCheckStatus(checks []ddns.RecordCheck) StepStatus {
+	st := StepStatus{}
+	st.OK, st.Summary = checkSummary(checks)
+	for _, c := range checks {
+		if !c.OK {
+			st.Details = append(st.Details, c.Name+" "+c.Type+": "+c.Problem)
+		}
+	}
+	return st
+}
+
 func checkSummary(checks []ddns.RecordCheck) (ok bool, summary string) {
 	bad := 0
 	for _, c := range checks {

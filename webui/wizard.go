@@ -117,6 +117,16 @@ func (u *UI) wizardGate(w http.ResponseWriter, r *http.Request, step int) (*sess
 		http.Redirect(w, r, "/setup", http.StatusSeeOther)
 		return nil, false
 	}
+	if s != nil {
+		// The wizard's session stays an administrator's: one whose role
+		// was taken away (or whose account is gone) cannot go on.
+		role, err := u.cfg.Store.Role(r.Context(), s.user)
+		if err != nil || role != store.RoleAdmin {
+			u.endSessions("", s.id)
+			u.message(w, r, http.StatusForbidden, "Not an administrator", "This account no longer administers Hearth.")
+			return nil, false
+		}
+	}
 	return s, true
 }
 
@@ -164,13 +174,13 @@ func (u *UI) wizardView(w http.ResponseWriter, r *http.Request, step int, s *ses
 	case "reach":
 		v.Reach = u.reachView()
 	}
+	if v.Chosen && len(v.Checks) > 0 && u.cfg.Site.DNS == DNSManual {
+		// The check's table says it all (DomainStatus would run it again).
+		f = nil
+	}
 	if f != nil {
 		st := f(r.Context())
 		v.Status = &st
-	}
-	if v.Chosen && len(v.Checks) > 0 && u.cfg.Site.DNS == DNSManual {
-		// The check's table says it all.
-		v.Status = nil
 	}
 	return v
 }

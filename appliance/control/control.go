@@ -128,7 +128,9 @@ var errTooLarge = errors.New("control: line too long")
 // Call sends command with args (marshalled to JSON; nil for none) to the
 // server running on dataDir and decodes the reply's result into result
 // (a pointer, or nil to ignore it). Errors: [ErrNotRunning] (wrapped) when
-// no server listens there; *[Error] when the server answered with an
+// no server listens there; [ErrUnavailable] (wrapped) when a server holds
+// the data directory's lock (Lock) but its socket does not answer; *[Error]
+// when the server answered with an
 // error; others for I/O or encoding failures. Without a deadline on ctx the
 // call gives up after HandlerTimeout plus IdleTimeout.
 func Call(ctx context.Context, dataDir, command string, args, result any) error {
@@ -137,6 +139,9 @@ func Call(ctx context.Context, dataDir, command string, args, result any) error 
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			if Running(dataDir) {
+				return fmt.Errorf("%w (%s)", ErrUnavailable, path)
+			}
 			return fmt.Errorf("%w (%s)", ErrNotRunning, path)
 		}
 		return err

@@ -246,3 +246,38 @@ func TestShutdownCancelsHandlers(t *testing.T) {
 		t.Fatal("call never returned")
 	}
 }
+
+// TestServerLock: one server per data directory; while it holds the lock
+// without a socket (restarting), Call says so instead of ErrNotRunning, so
+// that commands do not act on the database behind its back.
+func TestServerLock(t *testing.T) {
+	dir := t.TempDir()
+	if Running(dir) {
+		t.Fatal("Running before any lock")
+	}
+	release, err := Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Lock(dir); !errors.Is(err, ErrRunning) {
+		t.Fatalf("second Lock = %v, want ErrRunning", err)
+	}
+	if !Running(dir) {
+		t.Fatal("Running = false while locked")
+	}
+	if err := Call(context.Background(), dir, "echo", nil, nil); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Call while locked without a socket = %v, want ErrUnavailable", err)
+	}
+	release()
+	if Running(dir) {
+		t.Fatal("Running after release")
+	}
+	if err := Call(context.Background(), dir, "echo", nil, nil); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Call after release = %v, want ErrNotRunning", err)
+	}
+	release, err = Lock(dir)
+	if err != nil {
+		t.Fatalf("Lock after release: %v", err)
+	}
+	release()
+}

@@ -349,6 +349,9 @@ func reportCallError(err error, dataDir string, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, control.ErrNotRunning):
 		fmt.Fprintf(stderr, "hearth is not running on %s: start `hearth serve --data %s` first\n", dataDir, dataDir)
+	case errors.Is(err, control.ErrUnavailable):
+		fmt.Fprintf(stderr, "hearth is running on %s but does not answer on %s (restarting its services?): try again in a moment\n",
+			dataDir, control.SocketPath(dataDir))
 	case errors.As(err, &ce) && ce.Code == control.CodeBadRequest:
 		fmt.Fprintf(stderr, "hearth: %v\n", err)
 		return 2

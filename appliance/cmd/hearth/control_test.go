@@ -18,6 +18,7 @@ import (
 
 	"github.com/hearthxmpp/hearth/appliance/account"
 	"github.com/hearthxmpp/hearth/appliance/backup"
+	"github.com/hearthxmpp/hearth/appliance/control"
 	"github.com/hearthxmpp/hearth/appliance/httpd"
 	"github.com/hearthxmpp/hearth/appliance/store"
 	"github.com/hearthxmpp/hearth/appliance/tlsutil"
@@ -146,6 +147,35 @@ func TestControlCommandsWithoutServer(t *testing.T) {
 	if code, out, stderr := runCmd(t, "", "user", "del", "mum@example.test", "--data", dir); code != 0 || out != "deleted mum@example.test\n" {
 		t.Fatalf("offline del: %d %q %q", code, out, stderr)
 	}
+	// Never the last administrator, even offline.
+	st, err := store.Open(filepath.Join(dir, backup.DBName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := account.Create(t.Context(), st, "dad", "pw-dad"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetRole(t.Context(), "dad", store.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if code, _, stderr := runCmd(t, "", "user", "del", "dad@example.test", "--data", dir); code != 1 || !strings.Contains(stderr, "last administrator") {
+		t.Fatalf("offline del of the last admin: %d %q", code, stderr)
+	}
+	// A server that holds the data directory but does not answer
+	// (restarting): nothing is deleted behind its back.
+	release, err := control.Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCmd(t, "pw\n", "user", "add", "kid@example.test", "--data", dir)
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	if code, _, stderr := runCmd(t, "", "user", "del", "kid@example.test", "--data", dir); code != 1 || !strings.Contains(stderr, "does not answer") {
+		t.Fatalf("del while the server restarts: %d %q", code, stderr)
+	}
+	release()
 	for _, args := range [][]string{
 		{"announce"}, {"circle"}, {"circle", "create"}, {"circle", "add", "Family"}, {"circle", "list", "--chat"},
 		{"circle", "frob"}, {"user", "role", "mum@example.test"},
@@ -455,5 +485,21 @@ func TestCircleChatCommand(t *testing.T) {
 	})
 	if c, err := e.st.Circle(ctx, "Family"); err != nil || c.Room != "" || len(c.Members) != 1 {
 		t.Fatalf("circle after closing %+v %v", c, err)
+	}
+}
+
+// A second hearth serve on a data directory another one serves is refused
+// before it touches anything.
+func TestServeRefusesSecondServer(t *testing.T) {
+	dir := t.TempDir()
+	release, err := control.Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	var stderr strings.Builder
+	code := serveLoop(t.Context(), []string{"--data", dir, "--c2s-port", "0", "--c2s-tls-port", "0"}, io.Discard, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "another server is running") {
+		t.Fatalf("second server: exit %d, %q", code, stderr.String())
 	}
 }

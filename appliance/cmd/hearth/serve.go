@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hearthxmpp/hearth/appliance/control"
 	"github.com/hearthxmpp/hearth/appliance/httpd"
 	"github.com/hearthxmpp/hearth/appliance/invite"
 	"github.com/hearthxmpp/hearth/appliance/store"
@@ -147,6 +148,16 @@ func serve(args []string, stdout, stderr io.Writer) int {
 // serveLoop runs serveOnce until it ends for another reason than a
 // restart, or ctx ends.
 func serveLoop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// One server per data directory, for all runs: the CLI tells "running"
+	// from "restarting" by this lock (control.Call, ErrUnavailable).
+	if fs, cfg := serveFlags(io.Discard); fs.Parse(args) == nil {
+		release, err := control.Lock(cfg.data)
+		if err != nil {
+			fmt.Fprintf(stderr, "hearth: cannot serve %s: %v\n", cfg.data, err)
+			return 1
+		}
+		defer release()
+	}
 	for {
 		code, restart := serveOnce(ctx, args, stdout, stderr)
 		if !restart || ctx.Err() != nil {
@@ -242,12 +253,16 @@ func serveOnce(parent context.Context, args []string, stdout, stderr io.Writer) 
 	// closes after them).
 	stopAll := func() {
 		cancel(nil)
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		if err := web.Shutdown(sctx); err != nil {
+		// Each server gets its own 10 s: a slow web request (a DNS or
+		// reachability check) does not cut the XMPP streams' goodbye short.
+		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer wcancel()
+		if err := web.Shutdown(wctx); err != nil {
 			log.Warn("HTTP shutdown incomplete", "err", err)
 		}
-		if err := srv.Shutdown(sctx); err != nil {
+		xctx, xcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer xcancel()
+		if err := srv.Shutdown(xctx); err != nil {
 			log.Warn("shutdown incomplete", "err", err)
 		}
 		<-archDone // the retention job stopped with ctx; the store closes after it

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -95,11 +94,16 @@ func applySiteChoice(cfg *serveConfig, explicit map[string]bool, s webui.SiteCho
 				set("dns-zone", func() { cfg.acme.dnsZone = s.Zone })
 			}
 		}
+		if cfg.acme.dnsProvider == "" {
+			// --dns-credentials without --dns-provider: no provider to keep
+			// the records or answer DNS-01 with (acme.setup would refuse).
+			return applied
+		}
 		set("ddns", func() { cfg.acme.ddns = true })
 		set("acme", func() { cfg.acme.acme = true })
 		set("acme-challenge", func() { cfg.acme.challenge = certs.ChallengeDNS01 })
 	case webui.DNSManual:
-		if s.ACME {
+		if s.ACME && cfg.httpPort != 0 {
 			set("acme", func() { cfg.acme.acme = true })
 			set("acme-challenge", func() { cfg.acme.challenge = certs.ChallengeHTTP01 })
 		}
@@ -146,6 +150,10 @@ func (c *serveConfig) applySite(ctx context.Context, s webui.SiteChoice) error {
 	if s.DNS == webui.DNSCloudflare && s.Token == "" {
 		return errors.New("no Cloudflare API token")
 	}
+	// A choice the next start could not apply would stop every start.
+	if s.DNS == webui.DNSManual && s.ACME && c.httpPort == 0 && !c.explicit["acme"] {
+		return &webui.SettingError{Flag: "http-port", Text: "Hearth runs without a plain HTTP port (--http-port 0), so Let's Encrypt cannot check the domain over HTTP: choose Cloudflare, or no certificate."}
+	}
 	// A second submission before the restart finds the rename done.
 	if cur, err := c.store.Setting(ctx, store.SettingDomain); err == nil && cur != s.Domain {
 		if err := c.store.RenameDomain(ctx, cur, s.Domain); err != nil {
@@ -173,21 +181,7 @@ func (c *serveConfig) siteStatus(ctx context.Context) webui.StepStatus {
 	if c.acme.updater != nil || c.site.DNS == "" {
 		return c.domainStatus(ctx)
 	}
-	checks := c.checkDNS(ctx)
-	s := webui.StepStatus{OK: true}
-	for _, r := range checks {
-		if !r.OK {
-			s.OK = false
-			s.Details = append(s.Details, r.Name+" "+r.Type+": "+r.Problem)
-		}
-	}
-	switch {
-	case s.OK:
-		s.Summary = "The DNS records of " + c.domain + " are in place (you manage them at your DNS provider)."
-	default:
-		s.Summary = fmt.Sprintf("%d of %d DNS records of %s are missing or wrong: correct them at your DNS provider.", len(s.Details), len(checks), c.domain)
-	}
-	return s
+	return webui.DNSCheckStatus(c.checkDNS(ctx))
 }
 
 // checkDNS is webui.Config.CheckDNS: ddns.CheckRecords for the served

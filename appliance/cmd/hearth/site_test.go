@@ -60,6 +60,24 @@ func TestApplySiteChoice(t *testing.T) {
 		t.Errorf("explicit flags: %+v", a)
 	}
 
+	// Combinations that would stop the start are not applied: Cloudflare
+	// with --dns-credentials but no --dns-provider (no provider for DDNS
+	// and DNS-01), a certificate by HTTP-01 without a plain HTTP port.
+	cfg, ex = parse("--dns-credentials", "/etc/hearth/dns.env")
+	applySiteChoice(cfg, ex, cf)
+	if a = &cfg.acme; a.ddns || a.acme || a.challenge == certs.ChallengeDNS01 {
+		t.Errorf("cloudflare without a provider: %+v", a)
+	}
+	cfg, ex = parse("--http-port", "0")
+	applySiteChoice(cfg, ex, webui.SiteChoice{Domain: "family.example.org", DNS: webui.DNSManual, ACME: true})
+	if cfg.acme.acme {
+		t.Error("HTTP-01 applied without an HTTP port")
+	}
+	var se *webui.SettingError
+	if err := cfg.applySite(t.Context(), webui.SiteChoice{Domain: "family.example.org", DNS: webui.DNSManual, ACME: true}); !errors.As(err, &se) {
+		t.Errorf("saving HTTP-01 without an HTTP port: %v", err)
+	}
+
 	// Manual DNS with a certificate: HTTP-01, and port 80's mapping.
 	cfg, ex = parse("--http-port", "80")
 	applySiteChoice(cfg, ex, webui.SiteChoice{Domain: "family.example.org", DNS: webui.DNSManual, ACME: true})

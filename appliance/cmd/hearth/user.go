@@ -155,7 +155,14 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	case "del":
 		// No server runs: delete at once, uploaded files first (as the
-		// server does), then the account with all its data.
+		// server does), then the account with all its data; never the last
+		// administrator (the setup wizard would open again on the LAN).
+		if role, err := st.Role(ctx, user); err == nil && role == store.RoleAdmin {
+			if n, err := st.CountAdmins(ctx); err != nil || n <= 1 {
+				fmt.Fprintf(stderr, "hearth: %s is the last administrator: give another account the admin role first (hearth user role JID admin)\n", j.Bare())
+				return 1
+			}
+		}
 		_, _, err := upload.DeleteUserFiles(ctx, st, filepath.Join(*data, "uploads"), user)
 		if err == nil {
 			err = st.DeleteAccount(ctx, user)
