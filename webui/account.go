@@ -27,23 +27,39 @@ type accountView struct {
 	Admin                    bool
 	// Grace is the grace period of a deletion in words, "" when at once.
 	Grace string
+	// Invites is the "Invite someone" section of a normal or admin
+	// account; nil for a limited account (told to ask an administrator).
+	Invites *accountInvites
 }
 
 func (u *UI) showAccount(w http.ResponseWriter, r *http.Request, s *session, status int, errText, notice string) {
+	u.showAccountWith(w, r, s, status, errText, notice, "")
+}
+
+// showAccountWith is showAccount that also shows the user's invitation
+// newToken, just created, to share (when it is theirs and still valid).
+func (u *UI) showAccountWith(w http.ResponseWriter, r *http.Request, s *session, status int, errText, notice, newToken string) {
 	role, _ := u.cfg.Store.Role(r.Context(), s.user)
-	u.render(w, r, status, accountPage(accountView{
+	v := accountView{
 		JID: s.user + "@" + u.cfg.Domain, CSRF: u.csrfToken(w, r), Error: errText, Notice: notice,
 		Admin: role == store.RoleAdmin, Grace: graceWords(u.cfg.DeletionGrace),
-	}))
+	}
+	if role == store.RoleNormal || role == store.RoleAdmin {
+		v.Invites = u.accountInvites(r, s, newToken)
+	}
+	u.render(w, r, status, accountPage(v))
 }
 
 // accountPage is GET /account.
 func (u *UI) accountPage(w http.ResponseWriter, r *http.Request, s *session) {
 	notice := ""
-	if r.URL.Query().Get("done") == "password" {
+	switch r.URL.Query().Get("done") {
+	case "password":
 		notice = "Your password is changed."
+	case "revoked":
+		notice = "The invitation is revoked: nobody can use it any more."
 	}
-	u.showAccount(w, r, s, http.StatusOK, "", notice)
+	u.showAccountWith(w, r, s, http.StatusOK, "", notice, r.URL.Query().Get("invite"))
 }
 
 // checkPassword verifies the current password typed again for a change,

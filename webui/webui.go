@@ -259,6 +259,7 @@ func (u *UI) Register(m Mux) {
 	m.Handle("POST /account/password", h(u.user(u.accountPassword)))
 	m.Handle("POST /account/export", h(u.user(u.accountExport)))
 	m.Handle("POST /account/delete", h(u.user(u.accountDelete)))
+	m.Handle("POST /account/invites/{action}", h(u.user(u.accountInvite)))
 	m.Handle("GET /admin/{$}", h(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/admin/invites", http.StatusSeeOther)
 	}))

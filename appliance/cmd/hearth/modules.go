@@ -7,6 +7,7 @@ import (
 
 	"github.com/hearthxmpp/hearth/appliance/httpd"
 	"github.com/hearthxmpp/hearth/appliance/webclient"
+	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/adhoc"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/blocking"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/bookmarks"
 	"github.com/hearthxmpp/hearth/appliance/xmpp/mod/carbons"
@@ -70,6 +71,10 @@ func registerModules(srv *server.Server, web *httpd.Server, cfg *serveConfig) (*
 	// Registration with invitations (XEP-0445, XEP-0401), the setup wizard,
 	// the invitation landing pages and the admin pages.
 	cfg.ui.setup(srv, web, cfg, srv.Logger())
+	// XEP-0050 ad-hoc commands on the domain (after disco, whose node
+	// queries it wraps), with the XEP-0401 invitation commands that chat
+	// apps offer as "Invite someone".
+	adhoc.Register(srv).AddInviteCommands(adhoc.InviteConfig{Invites: cfg.ui.invites, BaseURL: cfg.ui.baseURL})
 	// XEP-0363 file upload on upload.DOMAIN, files under DATA/uploads.
 	if err := registerUpload(srv, web, cfg); err != nil {
 		return nil, err

@@ -31,6 +31,9 @@ type uiSetup struct {
 	// made: the control socket's commands call them (control.go).
 	ui      *webui.UI
 	invites *invite.Service
+	// baseURL is the public origin of invitation links (--invite-url or
+	// its default).
+	baseURL string
 }
 
 // envSetupCode holds the setup code when it should not show in ps.
@@ -84,7 +87,7 @@ func (u *uiSetup) setup(srv *server.Server, web *httpd.Server, cfg *serveConfig,
 		Logger: log,
 	})
 	ui.Register(web)
-	u.ui, u.invites = ui, invites
+	u.ui, u.invites, u.baseURL = ui, invites, base
 	// Deletions whose grace period ended, expired password links.
 	cfg.jobs = append(cfg.jobs, ui.Start)
 }
