@@ -23,12 +23,11 @@
 // failure prints "FAIL: ..." and exits 1. Every wait is bounded (--timeout
 // seconds per step, default 30). WEBCHAT_TRACE=1 prints the XMPP WebSocket
 // frames to stderr.
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
+import { launch } from './browser.mjs';
 
 const { values: opt } = parseArgs({
     options: {
@@ -78,25 +77,11 @@ async function waitLine(want, ms) {
     }
 }
 
-const profile = mkdtempSync(join(tmpdir(), 'hearth-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
+const { context, close } = await launch({
     executablePath: opt.chromium,
-    headless: true,
-    ignoreHTTPSErrors: true, // Hearth's certificate is self-signed
-    args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--ignore-certificate-errors',
-    ],
+    timeout: stepMs,
     viewport: { width: 1280, height: 800 },
     locale: opt.locale, // Converse loads the matching translation from the server
-    timeout: stepMs,
 });
 
 let page;
@@ -221,7 +206,6 @@ try {
         await page.screenshot({ path: join(opt.artifacts, 'failure.png') }).catch(() => {});
     }
 } finally {
-    await context.close().catch(() => {});
-    rmSync(profile, { recursive: true, force: true });
+    await close();
 }
 process.exit(exitCode);

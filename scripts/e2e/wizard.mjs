@@ -24,11 +24,11 @@
 // 1. It checks that no page asked for anything outside Hearth's origins and
 // that no page had a script. Screenshots of each page go to DIR. Every wait
 // is bounded (--timeout seconds per step, default 30).
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { chromium, request } from 'playwright-core';
+import { request } from 'playwright-core';
+import { launch } from './browser.mjs';
 
 const { values: opt } = parseArgs({
     options: {
@@ -65,17 +65,7 @@ const ok = (what) => console.log('ok: ' + what);
 const external = [];
 const scripts = [];
 
-const profile = mkdtempSync(join(tmpdir(), 'hearth-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-    executablePath: opt.chromium,
-    headless: true,
-    ignoreHTTPSErrors: true, // Hearth's certificate is self-signed
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--ignore-certificate-errors', ...hostRules],
-    viewport: { width: 412, height: 915 }, // a phone: the pages must work there
-    locale: 'en-US',
-    timeout: stepMs,
-});
+const { context, close } = await launch({ executablePath: opt.chromium, timeout: stepMs, extraArgs: hostRules });
 
 let page;
 let exitCode = 0;
@@ -300,7 +290,6 @@ try {
     console.log(`FAIL: ${step}: ${e.message.split('\n').slice(0, 8).join('\n')}`);
     if (page) await page.screenshot({ path: join(opt.artifacts, 'failure.png'), fullPage: true }).catch(() => {});
 } finally {
-    await context.close().catch(() => {});
-    rmSync(profile, { recursive: true, force: true });
+    await close();
 }
 process.exit(exitCode);

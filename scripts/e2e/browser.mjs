@@ -1,0 +1,37 @@
+// Shared by Hearth's Chromium scripts: launching Debian's Chromium through
+// playwright-core (never `playwright install`) with a fresh profile, and
+// closing it again.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+// Arguments every run gets: headless, no sandbox (containers), nothing that
+// talks to Google or the network on its own, no QUIC, and Hearth's
+// self-signed certificate accepted.
+export const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync', '--ignore-certificate-errors'];
+
+// launch starts Chromium (executablePath, default /usr/bin/chromium) on a
+// new profile directory with chromiumArgs plus extraArgs, a viewport
+// (default a phone's: the pages must work there), a locale and timeout ms
+// for every step. It returns { context, close }; close() ends the browser
+// and removes the profile.
+export async function launch({ executablePath = '/usr/bin/chromium', extraArgs = [], viewport = { width: 412, height: 915 },
+    locale = 'en-US', timeout = 30000 } = {}) {
+    const profile = mkdtempSync(join(tmpdir(), 'hearth-chromium-'));
+    const context = await chromium.launchPersistentContext(profile, {
+        executablePath,
+        headless: true,
+        ignoreHTTPSErrors: true, // Hearth's certificate is self-signed
+        args: [...chromiumArgs, ...extraArgs],
+        viewport,
+        locale,
+        timeout,
+    });
+    const close = async () => {
+        await context.close().catch(() => {});
+        rmSync(profile, { recursive: true, force: true });
+    };
+    return { context, close };
+}
