@@ -35,3 +35,19 @@ export async function launch({ executablePath = '/usr/bin/chromium', extraArgs =
     };
     return { context, close };
 }
+
+// screenshotter returns shot(page, name): a full-page screenshot
+// DIR/name.png, recording in scripts (an array) each page that has a
+// script element (Hearth's own pages must have none).
+export function screenshotter(dir, scripts) {
+    return async (page, name) => {
+        await page.screenshot({ path: join(dir, name + '.png'), fullPage: true });
+        const n = await page.locator('script').count();
+        if (n) scripts.push(`${page.url()}: ${n} script element(s)`);
+    };
+}
+
+// expectStatus throws unless resp (a playwright Response) has status want.
+export function expectStatus(resp, want, what) {
+    if (!resp || resp.status() !== want) throw new Error(`${what}: status ${resp && resp.status()}, want ${want}`);
+}

@@ -28,7 +28,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'playwright-core';
-import { launch } from './browser.mjs';
+import { expectStatus, launch, screenshotter } from './browser.mjs';
 
 const { values: opt } = parseArgs({
     options: {
@@ -69,14 +69,8 @@ const { context, close } = await launch({ executablePath: opt.chromium, timeout:
 
 let page;
 let exitCode = 0;
-const shot = async (name) => {
-    await page.screenshot({ path: join(opt.artifacts, name + '.png'), fullPage: true });
-    const n = await page.locator('script').count();
-    if (n) scripts.push(`${page.url()}: ${n} script element(s)`);
-};
-const expectStatus = (resp, want, what) => {
-    if (!resp || resp.status() !== want) throw new Error(`${what}: status ${resp && resp.status()}, want ${want}`);
-};
+const screenshot = screenshotter(opt.artifacts, scripts);
+const shot = (name) => screenshot(page, name);
 
 try {
     context.on('request', (req) => {
