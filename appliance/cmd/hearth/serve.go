@@ -102,6 +102,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.turnPort, "turn-port", 3478, "STUN/TURN port, UDP and TCP (calls); 0 disables STUN/TURN and XEP-0215")
 	fs.IntVar(&c.limits.MaxStanzaBytes, "max-stanza-bytes", server.DefaultLimits.MaxStanzaBytes, "largest stanza accepted, bytes")
 	fs.IntVar(&c.limits.MaxConnsPerIP, "max-conns-per-ip", server.DefaultLimits.MaxConnsPerIP, "simultaneous connections per source address")
+	fs.IntVar(&c.limits.ReadBytesPerSecond, "max-read-rate", server.DefaultLimits.ReadBytesPerSecond, "bytes per second read from one client connection (bursts allowed); slower clients are simply read slower")
 	fs.DurationVar(&c.limits.AuthTimeout, "auth-timeout", server.DefaultLimits.AuthTimeout, "time allowed from connect to bound resource")
 	fs.DurationVar(&c.limits.ResumeTimeout, "sm-resume-timeout", server.DefaultLimits.ResumeTimeout, "how long a dropped mobile session stays resumable (XEP-0198)")
 	fs.DurationVar(&c.mamRetention, "mam-retention", 30*24*time.Hour, "how long message archives (XEP-0313) are kept; 0 keeps them forever")
