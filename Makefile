@@ -7,7 +7,9 @@
 #   make test       install test deps, go vet, go test with HEARTH_INTEROP=1 (the
 #                   interop tests against slixmpp and go-sendxmpp are mandatory)
 #   make lint       gofmt, go vet, staticcheck, shellcheck
-#   make bench      Go benchmarks (placeholder: every Benchmark in the module)
+#   make bench      Go benchmarks (every Benchmark in the module), then Hearth,
+#                   Prosody and ejabberd side by side under scripts/load
+#                   (scripts/bench/run.sh; BENCH_QUICK=1: smoke run)
 #   make test-slow  long tests (load, soak, image boot): gated in Go by HEARTH_SLOW=1;
 #                   placeholder until such tests exist
 #   make image      Raspberry Pi SD-card image: image/out/hearth-rpi.img and .img.xz
@@ -31,7 +33,7 @@ DATA ?= data
 RUN_FLAGS ?=
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all run build deps test lint templ-check bench test-slow clean image-deps image update image-test release webclient
+.PHONY: all run build deps test lint templ-check bench bench-deps test-slow clean image-deps image update image-test release webclient
 
 all: build
 
@@ -69,8 +71,15 @@ templ-check:
 	$(GO) tool templ generate -path "$$tmp" >/dev/null; \
 	if ! diff -r webui "$$tmp"; then echo "webui: generated templ files are stale: run go tool templ generate -path webui"; exit 1; fi
 
-bench:
+# Go benchmarks, then Hearth against Prosody 0.12 and ejabberd 23.01 under the
+# same load (scripts/bench/run.sh; BENCH_QUICK=1 for a smoke run, BENCH_OUT=file
+# for the table; needs root).
+bench-deps:
+	scripts/install-bench-deps.sh
+
+bench: deps bench-deps webclient
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	scripts/bench/run.sh
 
 test-slow: deps webclient
 	HEARTH_INTEROP=1 HEARTH_SLOW=1 $(GO) test -count=1 -timeout 60m ./...

@@ -25,26 +25,8 @@ if [[ "${1:-}" == --qemu ]]; then
 	PACKAGES+=(qemu-system-arm)
 fi
 
-log() { printf 'install-image-deps: %s\n' "$*" >&2; }
+APT_LIB_NAME=install-image-deps
+# shellcheck source=scripts/apt-lib.sh
+. "$(dirname "$0")/apt-lib.sh"
 
-SUDO=()
-if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
-	SUDO=(sudo)
-fi
-
-missing=()
-for p in "${PACKAGES[@]}"; do
-	status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
-	[[ "$status" == installed ]] || missing+=("$p")
-done
-if [[ ${#missing[@]} -eq 0 ]]; then
-	log "Debian packages already installed"
-	exit 0
-fi
-if [[ $(id -u) -ne 0 && ${#SUDO[@]} -eq 0 ]]; then
-	log "not root and no sudo: install these Debian packages first: ${missing[*]}"
-	exit 1
-fi
-log "installing: ${missing[*]}"
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+apt_install_missing "${PACKAGES[@]}"
