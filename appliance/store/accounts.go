@@ -91,9 +91,15 @@ func (s *Store) CreateAccount(ctx context.Context, username string, keys []Scram
 	if err := validateKeys(keys); err != nil {
 		return wrap(op, err)
 	}
-	return s.write(ctx, op, func(tx *sql.Tx) error {
+	c := s.accounts()
+	gen := c.generation()
+	err := s.write(ctx, op, func(tx *sql.Tx) error {
 		return insertAccount(ctx, tx, username, keys, millis(s.now()))
 	})
+	if err == nil {
+		c.add(username, gen)
+	}
+	return err
 }
 
 // SetCredentials atomically replaces all of username's SCRAM credentials
@@ -137,7 +143,23 @@ func (s *Store) Credentials(ctx context.Context, username, hash string) (ScramKe
 
 // AccountExists reports whether username has an account (e.g. to decide
 // between service-unavailable and offline storage, RFC 6121 §8.5.2).
+//
+// It is called for every routed stanza, so a "yes" is answered from an
+// in-memory cache of accounts known to exist (filled by earlier lookups
+// and by creations through this Store, emptied of an account when this
+// Store deletes it); a "no" is always read from the database, so an
+// account created meanwhile by another process (the CLI's "hearth user
+// add") is found. Deletions by another process are not seen: while a
+// server runs, accounts are deleted through it (see accountCache).
 func (s *Store) AccountExists(ctx context.Context, username string) (bool, error) {
+	c := s.accounts()
+	if c.has(username) {
+		return true, nil
+	}
+	gen := c.generation()
+	if accountQueryHook != nil {
+		accountQueryHook(username)
+	}
 	err := requireAccount(ctx, s.r, username)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
@@ -145,8 +167,13 @@ func (s *Store) AccountExists(ctx context.Context, username string) (bool, error
 	if err != nil {
 		return false, wrap(fmt.Sprintf("account exists %q", username), err)
 	}
+	c.add(username, gen)
 	return true, nil
 }
+
+// accountQueryHook, when set (by tests), is called each time
+// [Store.AccountExists] queries the database.
+var accountQueryHook func(username string)
 
 // Accounts returns every account, sorted by username (byte order).
 func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
@@ -184,6 +211,10 @@ func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
 // them in its live rooms (muc.Service.ForgetUser). Returns an error
 // matching [ErrNotFound] if there is no such account.
 func (s *Store) DeleteAccount(ctx context.Context, username string) error {
+	// Forgotten after the commit (a lookup in between still sees the row
+	// and must not re-add it: forget bumps the cache generation) and also
+	// on failure, which costs one query at most.
+	defer s.accounts().forget(username)
 	return s.write(ctx, fmt.Sprintf("delete account %q", username), func(tx *sql.Tx) error {
 		// Everything else goes by ON DELETE CASCADE.
 		res, err := tx.ExecContext(ctx, `DELETE FROM accounts WHERE username = ?`, username)

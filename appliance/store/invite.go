@@ -253,6 +253,7 @@ func (s *Store) RedeemInvite(ctx context.Context, token, username string, keys [
 	}
 	var inv Invite
 	var checkErr error
+	gen := s.accounts().generation()
 	err := s.write(ctx, op, func(tx *sql.Tx) error {
 		var err error
 		if inv, err = readInvite(ctx, tx, token); err != nil {
@@ -287,6 +288,9 @@ func (s *Store) RedeemInvite(ctx context.Context, token, username string, keys [
 	if checkErr != nil {
 		return inv, checkErr
 	}
+	if err == nil {
+		s.accounts().add(username, gen)
+	}
 	return inv, err
 }
 
@@ -302,6 +306,7 @@ func (s *Store) CreateFirstAdmin(ctx context.Context, username string, keys []Sc
 	if err := validateKeys(keys); err != nil {
 		return wrap(op, err)
 	}
+	gen := s.accounts().generation()
 	err := s.write(ctx, op, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM account_roles WHERE role = 'admin'`).Scan(&n); err != nil {
@@ -318,6 +323,9 @@ func (s *Store) CreateFirstAdmin(ctx context.Context, username string, keys []Sc
 	})
 	if errors.Is(err, ErrAdminExists) {
 		return ErrAdminExists
+	}
+	if err == nil {
+		s.accounts().add(username, gen)
 	}
 	return err
 }

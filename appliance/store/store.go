@@ -2,7 +2,10 @@
 // package that speaks SQL. The backing store is a single SQLite database
 // file (via github.com/mattn/go-sqlite3) in WAL mode with synchronous=FULL,
 // so every method that returns nil has made its change durable: it survives
-// kill -9 of the process and power loss.
+// kill -9 of the process and power loss. Concurrent writes share
+// transactions (group commit, one fsync for many; see batch.go), each in a
+// savepoint of its own, so that one write's failure undoes only its own
+// changes.
 //
 // Several processes may open the same file at once (the server plus the
 // "hearth user add" CLI); write transactions take SQLite's write lock up
@@ -65,9 +68,11 @@ var (
 // may have the same file open at once. Create with [Open]; release with
 // [Store.Close].
 type Store struct {
-	w   *sql.DB // exactly one connection, BEGIN IMMEDIATE: all writes
-	r   *sql.DB // query_only pool, BEGIN DEFERRED: reads
-	now func() time.Time
+	w    *sql.DB      // exactly one connection, BEGIN IMMEDIATE: all writes
+	r    *sql.DB      // query_only pool, BEGIN DEFERRED: reads
+	wq   writeQueue   // group commit of writes on w (batch.go)
+	acct accountCache // accounts known to exist (cache.go)
+	now  func() time.Time
 }
 
 // Open opens (creating if needed, along with its parent directory, mode
@@ -91,16 +96,13 @@ func Open(path string) (*Store, error) {
 	busy := fmt.Sprint(BusyTimeout.Milliseconds())
 	// The writer sets WAL first (journal_mode is persistent in the file), so
 	// the readers need not, and query_only readers could not.
-	w, err := sql.Open("sqlite3", dsn(abs, url.Values{
+	w := sql.OpenDB(writerConnector{d: &sqlite3.SQLiteDriver{}, dsn: dsn(abs, url.Values{
 		"_journal_mode": {"WAL"},
 		"_synchronous":  {"FULL"}, // after _journal_mode: the driver would otherwise pick NORMAL for WAL
 		"_foreign_keys": {"on"},
 		"_busy_timeout": {busy},
 		"_txlock":       {"immediate"},
-	}))
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
+	})})
 	// One writer connection: in-process writers queue in database/sql
 	// instead of contending for SQLite's lock; other processes are handled
 	// by busy_timeout + BEGIN IMMEDIATE.
@@ -110,6 +112,7 @@ func Open(path string) (*Store, error) {
 	w.SetConnMaxIdleTime(0)
 
 	s := &Store{w: w, now: time.Now}
+	s.wq.init()
 	ctx := context.Background()
 	// The first connection switches the file to WAL, which needs an exclusive
 	// lock, and SQLite does not run the busy handler for that switch: when
@@ -160,9 +163,11 @@ func dsn(abs string, params url.Values) string {
 	return u.String()
 }
 
-// Close closes the database. Outstanding operations should have finished;
-// the Store must not be used afterwards.
+// Close waits for the write operations already started or queued to
+// finish (their callers get their results), then closes the database.
+// Writes after Close fail; the Store must not be used afterwards.
 func (s *Store) Close() error {
+	s.drain()
 	var errR error
 	if s.r != nil {
 		errR = s.r.Close()
@@ -170,23 +175,6 @@ func (s *Store) Close() error {
 	errW := s.w.Close()
 	if err := errors.Join(errR, errW); err != nil {
 		return fmt.Errorf("store: close: %w", err)
-	}
-	return nil
-}
-
-// write runs fn in a write transaction (BEGIN IMMEDIATE on the single
-// writer connection) and commits it if fn returns nil.
-func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return wrap(op, err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return wrap(op, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return wrap(op, err)
 	}
 	return nil
 }
