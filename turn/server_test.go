@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -350,19 +353,17 @@ func TestCloseReleasesEverything(t *testing.T) {
 	if s.Allocations() != 0 {
 		t.Fatalf("Allocations() = %d after Close", s.Allocations())
 	}
-	// The ports are free again.
+	// The ports are free again: no socket of this process holds them (a
+	// test of another package running at the same time may take a freed
+	// ephemeral port, which says nothing about Close).
 	for _, a := range []string{addr(port), relayAddr} {
-		pc, err := net.ListenPacket("udp4", a)
-		if err != nil {
-			t.Fatalf("UDP %s still bound after Close: %v", a, err)
+		if ours, err := boundByUs("udp", a); err != nil || ours {
+			t.Fatalf("UDP %s still bound after Close (%v)", a, err)
 		}
-		pc.Close()
 	}
-	ln, err := net.Listen("tcp4", addr(port))
-	if err != nil {
-		t.Fatalf("TCP port still bound after Close: %v", err)
+	if ours, err := boundByUs("tcp", addr(port)); err != nil || ours {
+		t.Fatalf("TCP %s still bound after Close (%v)", addr(port), err)
 	}
-	ln.Close()
 	// The TCP client connection was closed by the server.
 	tc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := tc.Read(make([]byte, 1)); err == nil || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
@@ -500,5 +501,66 @@ func TestNeverLogsSecret(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "listening") {
 		t.Fatalf("log captured nothing:\n%s", buf.String())
+	}
+}
+
+// boundByUs reports whether a socket of this process is bound to the local
+// address a ("127.0.0.1:port") for proto "udp" or "tcp" (listening or not):
+// the kernel's table /proc/net/PROTO gives the socket inodes bound there,
+// /proc/self/fd the inodes this process holds.
+func boundByUs(proto, a string) (bool, error) {
+	ap, err := netip.ParseAddrPort(a)
+	if err != nil || !ap.Addr().Is4() {
+		return false, fmt.Errorf("not an IPv4 address and port: %q", a)
+	}
+	ip := ap.Addr().As4()
+	// /proc/net shows the address as the hex of its little-endian uint32.
+	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
+	table, err := os.ReadFile("/proc/net/" + proto)
+	if err != nil {
+		return false, err
+	}
+	inodes := map[string]bool{}
+	for _, line := range strings.Split(string(table), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 9 && f[1] == want {
+			inodes["socket:["+f[9]+"]"] = true
+		}
+	}
+	if len(inodes) == 0 {
+		return false, nil
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return false, err
+	}
+	for _, fd := range fds {
+		if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && inodes[target] {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// TestBoundByUs: the leak check of TestCloseReleasesEverything sees this
+// process's own UDP and TCP sockets, and not once they are closed.
+func TestBoundByUs(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ proto, addr string }{{"udp", pc.LocalAddr().String()}, {"tcp", ln.Addr().String()}} {
+		if ours, err := boundByUs(c.proto, c.addr); err != nil || !ours {
+			t.Fatalf("%s %s open: boundByUs = %v, %v", c.proto, c.addr, ours, err)
+		}
+	}
+	pc.Close()
+	ln.Close()
+	if ours, err := boundByUs("udp", pc.LocalAddr().String()); err != nil || ours {
+		t.Fatalf("closed UDP socket: boundByUs = %v, %v", ours, err)
 	}
 }
