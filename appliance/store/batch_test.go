@@ -1,14 +1,12 @@
 package store
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -481,26 +479,7 @@ func TestGroupCommitKill9Child(t *testing.T) {
 // acknowledged is in the database afterwards.
 func TestGroupCommitKill9(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hearth.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestGroupCommitKill9Child$", "-test.count=1", "-test.timeout=60s")
-	cmd.Env = append(os.Environ(), groupKill9Env+"="+path)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }() // safety net if the test fails early
-
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	cmd, lines := startChild(t, "TestGroupCommitKill9Child", groupKill9Env+"="+path)
 	killAt := 100 + rand.IntN(1700) // acknowledged writes before the kill
 	acked := map[string]bool{}
 	timeout := time.After(10 * time.Second)

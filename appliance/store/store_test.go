@@ -843,26 +843,7 @@ func TestKill9Child(t *testing.T) {
 // and that uncommitted ones vanish.
 func TestKill9Durability(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hearth.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKill9Child$", "-test.count=1", "-test.timeout=60s")
-	cmd.Env = append(os.Environ(), kill9Env+"="+path)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }() // safety net if the test fails early
-
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	cmd, lines := startChild(t, "TestKill9Child", kill9Env+"="+path)
 	timeout := time.After(30 * time.Second)
 wait:
 	for {
@@ -886,7 +867,7 @@ wait:
 		for range lines { // drain so the reader goroutine ends
 		}
 	}()
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("child was not killed by SIGKILL: %v", err)
 	}
@@ -951,4 +932,32 @@ func TestSettings(t *testing.T) {
 	if v, err := s.Setting(ctx, SettingDomain); err != nil || v != "b.example" {
 		t.Fatalf("after reopen: %q, %v", v, err)
 	}
+}
+
+// startChild runs this test binary's test name in a child process with
+// env added to its environment, and returns the process and its standard
+// output line by line (the channel closes at its end). The child is killed
+// when the test ends, if it is still running.
+func startChild(t *testing.T, name, env string) (*exec.Cmd, <-chan string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.count=1", "-test.timeout=60s")
+	cmd.Env = append(os.Environ(), env)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	return cmd, lines
 }
