@@ -215,6 +215,7 @@ func (s *Store) DeleteAccount(ctx context.Context, username string) error {
 	// and must not re-add it: forget bumps the cache generation) and also
 	// on failure, which costs one query at most.
 	defer s.accounts().forget(username)
+	defer s.prefs.forget(username)
 	return s.write(ctx, fmt.Sprintf("delete account %q", username), func(tx *sql.Tx) error {
 		// Everything else goes by ON DELETE CASCADE.
 		res, err := tx.ExecContext(ctx, `DELETE FROM accounts WHERE username = ?`, username)

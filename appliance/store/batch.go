@@ -228,11 +228,11 @@ func (s *Store) commitBatch(batch []*writeOp) (retry []*writeOp) {
 			continue
 		}
 		var ferr, serr error
-		if _, serr = tx.ExecContext(bg, "SAVEPOINT "+savepoint); serr == nil {
+		if serr = execTx(bg, tx, s.ws.savepoint); serr == nil {
 			if ferr = o.call(tx); ferr == nil {
-				_, serr = tx.ExecContext(bg, "RELEASE "+savepoint)
-			} else if _, serr = tx.ExecContext(bg, "ROLLBACK TO "+savepoint); serr == nil {
-				_, serr = tx.ExecContext(bg, "RELEASE "+savepoint)
+				serr = execTx(bg, tx, s.ws.release)
+			} else if serr = execTx(bg, tx, s.ws.rollbackTo); serr == nil {
+				serr = execTx(bg, tx, s.ws.release)
 			}
 		}
 		if serr != nil {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/mattn/go-sqlite3"
 )
 
 // schemaMAM is the migration creating the tables for XEP-0313 message
@@ -113,15 +115,17 @@ func (s *Store) AppendArchive(ctx context.Context, username string, e ArchiveEnt
 	e.Stamp = fromMillis(millis(e.Stamp))
 	e.Stanza = nonNil(e.Stanza)
 	err := s.write(ctx, op, func(tx *sql.Tx) error {
-		if err := requireAccount(ctx, tx, username); err != nil {
-			return err
-		}
-		err := tx.QueryRowContext(ctx, `INSERT INTO mam_messages
-			(username, stanza_id, with_jid, with_resource, outgoing, stamp, stanza) VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (username, stanza_id) DO NOTHING RETURNING seq`,
+		// The prepared INSERT (stmt.go); an unknown account shows as the
+		// violation of mam_messages.username's foreign key (foreign_keys
+		// is on), which saves a lookup per message.
+		err := tx.StmtContext(ctx, s.ws.appendArchive).QueryRowContext(ctx,
 			username, e.ID, e.With, e.WithResource, e.Outgoing, millis(e.Stamp), e.Stanza).Scan(&e.Seq)
-		if errors.Is(err, sql.ErrNoRows) {
+		var se sqlite3.Error
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("%w: archive id %q of %q", ErrExists, e.ID, username)
+		case errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintForeignKey:
+			return notFound("account %q", username)
 		}
 		return err
 	})
@@ -446,7 +450,15 @@ type ArchivePrefs struct {
 // ArchivePrefs returns username's archiving preferences (XEP-0441 §2.1),
 // with Default "" if never set. Returns an error matching [ErrNotFound] if
 // there is no such account.
+//
+// Preferences are cached in memory after the first read (see prefsCache):
+// this Store's SetArchivePrefs and DeleteAccount keep the cache right;
+// changes by another process are not seen.
 func (s *Store) ArchivePrefs(ctx context.Context, username string) (ArchivePrefs, error) {
+	if p, ok := s.prefs.get(username); ok {
+		return p, nil
+	}
+	gen := s.prefs.generation()
 	var p ArchivePrefs
 	err := s.read(ctx, fmt.Sprintf("archive preferences of %q", username), func(tx *sql.Tx) error {
 		if err := requireAccount(ctx, tx, username); err != nil {
@@ -480,6 +492,7 @@ func (s *Store) ArchivePrefs(ctx context.Context, username string) (ArchivePrefs
 	if err != nil {
 		return ArchivePrefs{}, err
 	}
+	s.prefs.put(username, p, gen)
 	return p, nil
 }
 
@@ -500,6 +513,8 @@ func (s *Store) SetArchivePrefs(ctx context.Context, username string, p ArchiveP
 			return wrap(op, errors.New("empty JID"))
 		}
 	}
+	// Forgotten after the commit, or the failure (see prefsCache).
+	defer s.prefs.forget(username)
 	return s.write(ctx, op, func(tx *sql.Tx) error {
 		if err := requireAccount(ctx, tx, username); err != nil {
 			return err

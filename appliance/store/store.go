@@ -68,11 +68,13 @@ var (
 // may have the same file open at once. Create with [Open]; release with
 // [Store.Close].
 type Store struct {
-	w    *sql.DB      // exactly one connection, BEGIN IMMEDIATE: all writes
-	r    *sql.DB      // query_only pool, BEGIN DEFERRED: reads
-	wq   writeQueue   // group commit of writes on w (batch.go)
-	acct accountCache // accounts known to exist (cache.go)
-	now  func() time.Time
+	w     *sql.DB      // exactly one connection, BEGIN IMMEDIATE: all writes
+	r     *sql.DB      // query_only pool, BEGIN DEFERRED: reads
+	wq    writeQueue   // group commit of writes on w (batch.go)
+	acct  accountCache // accounts known to exist (cache.go)
+	prefs prefsCache   // archiving preferences (prefscache.go)
+	ws    writerStmts  // statements prepared on w (stmt.go)
+	now   func() time.Time
 }
 
 // Open opens (creating if needed, along with its parent directory, mode
@@ -153,6 +155,10 @@ func Open(path string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	if err := s.prepareWriter(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: open %s: prepare: %w", path, err)
+	}
 	return s, nil
 }
 
@@ -168,12 +174,13 @@ func dsn(abs string, params url.Values) string {
 // Writes after Close fail; the Store must not be used afterwards.
 func (s *Store) Close() error {
 	s.drain()
+	errS := s.closeWriter()
 	var errR error
 	if s.r != nil {
 		errR = s.r.Close()
 	}
 	errW := s.w.Close()
-	if err := errors.Join(errR, errW); err != nil {
+	if err := errors.Join(errS, errR, errW); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil
