@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,7 +25,18 @@ type Server struct {
 	servers    []*http.Server
 	onShutdown []func()
 	closing    bool
+
+	// base is every request's parent context: Shutdown cancels it once
+	// its grace period is over, so that handlers still running (a long DNS
+	// or reachability check) stop; active counts the running handlers.
+	base       context.Context
+	cancelBase context.CancelFunc
+	active     atomic.Int64
 }
+
+// AbortGrace is how long Shutdown waits, after its own context ended, for
+// the handlers whose request contexts it then cancelled.
+const AbortGrace = 2 * time.Second
 
 // New returns a Server with an empty mux; log receives request errors (nil
 // uses slog.Default()).
@@ -32,7 +44,8 @@ func New(log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{mux: http.NewServeMux(), log: log}
+	base, cancel := context.WithCancel(context.Background())
+	return &Server{mux: http.NewServeMux(), log: log, base: base, cancelBase: cancel}
 }
 
 // Handle registers h for pattern, in net/http.ServeMux pattern syntax
@@ -49,6 +62,8 @@ func (s *Server) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Re
 // headers. Tests may serve it with httptest.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.active.Add(1)
+		defer s.active.Add(-1)
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
@@ -101,6 +116,7 @@ func (s *Server) serve(ln net.Listener, addr net.Addr, cfg *tls.Config) (net.Add
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 32 << 10,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:    func(net.Listener) context.Context { return s.base },
 	}
 	s.mu.Lock()
 	if s.closing {
@@ -128,7 +144,11 @@ func (s *Server) RegisterOnShutdown(f func()) {
 }
 
 // Shutdown stops every listener and waits for active requests until ctx
-// ends; it returns ctx's error if some were still running.
+// ends; then it cancels the contexts of the requests still running and
+// waits up to AbortGrace more for their handlers to return, so that
+// nothing the caller closes next (the store) is used by a handler after
+// Shutdown returned. It returns ctx's error if some were still running
+// when ctx ended.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
@@ -141,6 +161,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, hs := range servers {
 		if err := hs.Shutdown(ctx); err != nil && firstErr == nil {
 			firstErr = err
+		}
+	}
+	s.cancelBase()
+	// Requests may still start on connections hs.Shutdown gave up on, so
+	// the count is polled rather than waited for (bounded).
+	for deadline := time.Now().Add(AbortGrace); s.active.Load() > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			s.log.Warn("HTTP handlers still running after shutdown", "count", s.active.Load())
+			break
 		}
 	}
 	return firstErr

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,5 +75,41 @@ func TestServeHTTPAndHTTPS(t *testing.T) {
 	}
 	if _, err := s.Listen("127.0.0.1:0"); err == nil {
 		t.Error("Listen after Shutdown succeeded")
+	}
+}
+
+// TestShutdownAbortsSlowHandlers: a handler still running when Shutdown's
+// context ends sees its request context cancelled, and Shutdown returns
+// only after it returned (the caller may then close what it used).
+func TestShutdownAbortsSlowHandlers(t *testing.T) {
+	s := New(nil)
+	started := make(chan struct{})
+	var finished atomic.Bool
+	s.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-r.Context().Done():
+		case <-time.After(time.Minute):
+		}
+		time.Sleep(50 * time.Millisecond) // cleaning up after the cancellation
+		finished.Store(true)
+	})
+	addr, err := s.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go http.Get("http://" + addr.String() + "/slow")
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request did not arrive")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // no grace: the handler is still running
+	if err := s.Shutdown(ctx); err == nil {
+		t.Fatal("Shutdown reported no running request")
+	}
+	if !finished.Load() {
+		t.Fatal("Shutdown returned while the handler was still running")
 	}
 }
