@@ -13,6 +13,10 @@
 // link-local and broadcast addresses are always refused, loopback addresses
 // unless the relay address itself is loopback (development) or
 // Config.AllowLoopbackPeers is set, plus any Config.DeniedPeers.
+//
+// Each user (the part of the credential username after Separator) may hold
+// at most Config.MaxAllocationsPerUser relay allocations; further Allocate
+// requests get 486 Allocation Quota Reached (RFC 8656 §7.2; see quota.go).
 package turn
 
 import (
@@ -52,6 +56,12 @@ const (
 	// DefaultFirstRequestTimeout bounds the time from accepting a TCP or TLS
 	// connection (including the TLS handshake) to its first bytes.
 	DefaultFirstRequestTimeout = 30 * time.Second
+	// DefaultMaxAllocationsPerUser bounds one user's live relay allocations.
+	// A call uses one allocation per device and transport (two when a
+	// client gathers both UDP and TCP/TLS relay candidates), so 10 covers a
+	// person with a few devices in a call while keeping one leaked
+	// credential from taking the whole relay port range.
+	DefaultMaxAllocationsPerUser = 10
 )
 
 // Config configures Start. Realm and Secret are required.
@@ -93,6 +103,12 @@ type Config struct {
 	// IdleTimeout ends TCP/TLS connections silent this long; zero means
 	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// MaxAllocationsPerUser bounds the live relay allocations of one user
+	// (the part of the TURN REST API username after Separator, so every
+	// credential handed to the same person counts together); an Allocate
+	// request beyond it gets 486 Allocation Quota Reached (RFC 8656 §7.2).
+	// Zero means DefaultMaxAllocationsPerUser, negative means no quota.
+	MaxAllocationsPerUser int
 	// Logger receives structured logs (pion's at Debug); nil uses
 	// slog.Default(). The secret is never logged.
 	Logger *slog.Logger
@@ -172,12 +188,21 @@ func Start(cfg Config) (*Server, error) {
 			MaxPort:      uint16(maxP),
 			Address:      relayBind,
 		},
-		conns: make(map[*relayConn]struct{}),
+		conns:   make(map[*relayConn]struct{}),
+		byPort:  make(map[int]*relayConn),
+		byTuple: make(map[string]*relayConn),
+		used:    make(map[string]int),
+		max:     cfg.MaxAllocationsPerUser,
+		log:     s.log,
+	}
+	if s.relays.max == 0 {
+		s.relays.max = DefaultMaxAllocationsPerUser
 	}
 	if err := s.bind(cfg, addrs); err != nil {
 		s.closeSockets()
 		return nil, err
 	}
+	quota := s.relays.max > 0
 	perm := s.permitted
 	pc := pion.ServerConfig{
 		Realm:         cfg.Realm,
@@ -185,14 +210,22 @@ func Start(cfg Config) (*Server, error) {
 		LoggerFactory: pionLogs{s.log},
 	}
 	for _, c := range s.udp {
+		if quota {
+			c = &quotaPacketConn{PacketConn: c,
+				st: &quotaStream{g: s.relays, auth: s.authenticate, proto: "udp", local: c.LocalAddr()}}
+		}
 		pc.PacketConnConfigs = append(pc.PacketConnConfigs, pion.PacketConnConfig{
 			PacketConn: c, RelayAddressGenerator: s.relays, PermissionHandler: perm,
 		})
 	}
 	for _, ls := range [][]*listener{s.tcp, s.tls} {
 		for _, l := range ls {
+			var pl net.Listener = l.outer
+			if quota {
+				pl = &quotaListener{Listener: pl, g: s.relays, auth: s.authenticate}
+			}
 			pc.ListenerConfigs = append(pc.ListenerConfigs, pion.ListenerConfig{
-				Listener: l.outer, RelayAddressGenerator: s.relays, PermissionHandler: perm,
+				Listener: pl, RelayAddressGenerator: s.relays, PermissionHandler: perm,
 			})
 		}
 	}
@@ -210,7 +243,8 @@ func Start(cfg Config) (*Server, error) {
 	for _, l := range s.tls {
 		s.log.Info("listening", "kind", "stun-turn-tls", "addr", l.Addr().String())
 	}
-	s.log.Info("relaying", "relay_ip", relayIP.String(), "relay_bind", relayBind, "relay_ports", fmt.Sprintf("%d-%d", minP, maxP))
+	s.log.Info("relaying", "relay_ip", relayIP.String(), "relay_bind", relayBind, "relay_ports", fmt.Sprintf("%d-%d", minP, maxP),
+		"max_allocations_per_user", s.relays.max)
 	return s, nil
 }
 
@@ -351,6 +385,11 @@ func (s *Server) Credentials(user string, ttl time.Duration, now time.Time) (use
 // open.
 func (s *Server) Allocations() int { return s.relays.count() }
 
+// AllocationsOf returns the relay allocations user (the part of a TURN
+// REST API username after Separator) holds against its quota, counting
+// Allocate requests being handled (see Config.MaxAllocationsPerUser).
+func (s *Server) AllocationsOf(user string) int { return s.relays.usedBy(user) }
+
 // Close stops the server: it closes the listening sockets, every TCP/TLS
 // client connection and every relay socket. Calling it again returns the
 // first result.
@@ -420,12 +459,19 @@ func (s *Server) PeerAllowed(peer net.IP) bool {
 }
 
 // relayGenerator wraps pion's port-range generator to keep every relay
-// socket, so Close can release them at once.
+// socket, so Close can release them at once, and keeps the per-user
+// allocation quota (see quota.go).
 type relayGenerator struct {
 	inner *pion.RelayAddressGeneratorPortRange
-	mu    sync.Mutex
-	conns map[*relayConn]struct{}
-	done  bool
+	max   int // allocations per user; <= 0: no quota
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	conns   map[*relayConn]struct{}
+	byPort  map[int]*relayConn    // by local port (the relayed address's)
+	byTuple map[string]*relayConn // owned relays by 5-tuple key
+	used    map[string]int        // user → owned relays + reservations
+	done    bool
 }
 
 func (g *relayGenerator) Validate() error { return g.inner.Validate() }
@@ -443,6 +489,10 @@ func (g *relayGenerator) AllocatePacketConn(network string, port int) (net.Packe
 		return nil, nil, net.ErrClosed
 	}
 	g.conns[rc] = struct{}{}
+	if ua, ok := c.LocalAddr().(*net.UDPAddr); ok {
+		rc.port = ua.Port
+		g.byPort[ua.Port] = rc
+	}
 	return rc, addr, nil
 }
 
@@ -463,6 +513,7 @@ func (g *relayGenerator) closeAll() {
 	g.done = true
 	conns := g.conns
 	g.conns = map[*relayConn]struct{}{}
+	g.byPort, g.byTuple, g.used = map[int]*relayConn{}, map[string]*relayConn{}, map[string]int{}
 	g.mu.Unlock()
 	for c := range conns {
 		c.PacketConn.Close()
@@ -471,13 +522,31 @@ func (g *relayGenerator) closeAll() {
 
 type relayConn struct {
 	net.PacketConn
-	g *relayGenerator
+	g    *relayGenerator
+	port int
+	// Set by attach under g.mu: the allocation's user and 5-tuple key.
+	owned       bool
+	user, tuple string
 }
 
+// Close closes the relay socket and, the first time, returns its unit of
+// the user's quota.
 func (c *relayConn) Close() error {
-	c.g.mu.Lock()
-	delete(c.g.conns, c)
-	c.g.mu.Unlock()
+	g := c.g
+	g.mu.Lock()
+	if _, ok := g.conns[c]; ok {
+		delete(g.conns, c)
+		if g.byPort[c.port] == c {
+			delete(g.byPort, c.port)
+		}
+		if c.owned {
+			if g.byTuple[c.tuple] == c {
+				delete(g.byTuple, c.tuple)
+			}
+			g.releaseLocked(c.user)
+		}
+	}
+	g.mu.Unlock()
 	return c.PacketConn.Close()
 }
 

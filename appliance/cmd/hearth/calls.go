@@ -25,6 +25,7 @@ type callsSetup struct {
 	turnsPort             int
 	turnHost, relayIP     string
 	relayPorts            string
+	maxAllocsPerUser      int
 	proxyPort             int
 	proxyDomain, proxyHst string
 }
@@ -35,6 +36,7 @@ func (c *callsSetup) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.turnHost, "turn-host", "", "host name clients use for STUN/TURN, announced over XEP-0215; default: the domain")
 	fs.StringVar(&c.relayIP, "turn-relay-ip", "", "public IPv4 address of TURN relays; default: the --listen address, or this machine's LAN address when listening on 0.0.0.0")
 	fs.StringVar(&c.relayPorts, "turn-relay-ports", fmt.Sprintf("%d-%d", turn.DefaultRelayMinPort, turn.DefaultRelayMaxPort), "UDP port range of TURN relays (forward it on the router with --turn-port)")
+	fs.IntVar(&c.maxAllocsPerUser, "turn-max-allocations-per-user", turn.DefaultMaxAllocationsPerUser, "live TURN relay allocations one user may hold (a call takes 1-2 per device); more are refused with 486; 0: no limit")
 	fs.IntVar(&c.proxyPort, "proxy65-port", proxy65.DefaultPort, "SOCKS5 file transfer proxy port (XEP-0065); 0 disables")
 	fs.StringVar(&c.proxyDomain, "proxy65-domain", "", "JID of the file transfer proxy; default proxy.DOMAIN")
 	fs.StringVar(&c.proxyHst, "proxy65-host", "", "host name or address clients connect to for the file transfer proxy; default: the --listen address, or the domain when listening on 0.0.0.0")
@@ -54,7 +56,11 @@ func registerCalls(srv *server.Server, cfg *serveConfig) error {
 		if err != nil {
 			return err
 		}
-		tc := turn.Config{Realm: cfg.domain, Secret: secret, Port: cfg.turnPort, Logger: log}
+		tc := turn.Config{Realm: cfg.domain, Secret: secret, Port: cfg.turnPort, Logger: log,
+			MaxAllocationsPerUser: c.maxAllocsPerUser}
+		if c.maxAllocsPerUser <= 0 {
+			tc.MaxAllocationsPerUser = -1 // no quota
+		}
 		for _, h := range strings.Split(cfg.listen, ",") {
 			tc.ListenAddrs = append(tc.ListenAddrs, strings.TrimSpace(h))
 		}
