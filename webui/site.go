@@ -236,7 +236,6 @@ func zoneText(domain string, err error) string {
 	return "Checking the token at Cloudflare failed: " + err.Error()
 }
 
-// checkSummary is the plain-words line above the live DNS check.
 // DNSCheckStatus is the live DNS check (ddns.CheckRecords) as a step
 // status, for the system page: the summary of the wizard's table, and one
 // detail line per record that is missing or wrong.
@@ -251,6 +250,7 @@ func DNSCheckStatus(checks []ddns.RecordCheck) StepStatus {
 	return st
 }
 
+// checkSummary is the plain-words line above the live DNS check.
 func checkSummary(checks []ddns.RecordCheck) (ok bool, summary string) {
 	bad := 0
 	for _, c := range checks {

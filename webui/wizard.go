@@ -121,6 +121,11 @@ func (u *UI) wizardGate(w http.ResponseWriter, r *http.Request, step int) (*sess
 		// The wizard's session stays an administrator's: one whose role
 		// was taken away (or whose account is gone) cannot go on.
 		role, err := u.cfg.Store.Role(r.Context(), s.user)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			u.log.Error("web: reading a role failed", "err", err)
+			u.message(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again later.")
+			return nil, false
+		}
 		if err != nil || role != store.RoleAdmin {
 			u.endSessions("", s.id)
 			u.message(w, r, http.StatusForbidden, "Not an administrator", "This account no longer administers Hearth.")

@@ -73,9 +73,5 @@ func (c *accountCache) forget(username string) {
 	c.names.Delete(username)
 }
 
-// accountCaches maps each open Store to its cache. It is keyed by a weak
-// pointer, and an entry is removed when its Store is garbage collected,
-// so Stores opened and closed (tests, CLI commands) leave nothing behind.
-//
 // accounts returns s's account-existence cache.
 func (s *Store) accounts() *accountCache { return &s.acct }

@@ -133,17 +133,12 @@ func TestAccountCacheStaleFill(t *testing.T) {
 	}
 }
 
-// Each Store has its own cache: a Store that deleted an account does not
-// make another Store forget it, and nothing is shared by accident.
+// A Store's cache holds only its own database's accounts.
 func TestAccountCachePerStore(t *testing.T) {
 	s1, _ := openTest(t)
 	s2, _ := openTest(t)
 	mustCreate(t, s1, "erin")
 	if exists(t, s2, "erin") {
 		t.Fatal("erin of another database found")
-	}
-	c1 := s1.accounts()
-	if c1 == s2.accounts() || c1 != s1.accounts() {
-		t.Fatal("caches not one per Store")
 	}
 }

@@ -78,3 +78,19 @@ func TestArchivePrefsCacheConcurrent(t *testing.T) {
 		t.Fatalf("prefs = %+v, %v; want default roster", got, err)
 	}
 }
+
+// A fill whose read started before a change committed is dropped, so a
+// changed user's old preferences never come back from the cache.
+func TestArchivePrefsCacheStaleFill(t *testing.T) {
+	var c prefsCache
+	gen := c.generation()
+	c.forget("alice") // SetArchivePrefs commits while the read is in flight
+	c.put("alice", ArchivePrefs{Default: "never"}, gen)
+	if _, ok := c.get("alice"); ok {
+		t.Fatal("stale fill after a change was cached")
+	}
+	c.put("alice", ArchivePrefs{Default: "roster"}, c.generation())
+	if p, ok := c.get("alice"); !ok || p.Default != "roster" {
+		t.Fatalf("current fill: %+v, %v", p, ok)
+	}
+}

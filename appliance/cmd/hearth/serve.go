@@ -153,6 +153,12 @@ func serveLoop(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	// from "restarting" by this lock (control.Call, ErrUnavailable).
 	if fs, cfg := serveFlags(io.Discard); fs.Parse(args) == nil {
 		release, err := control.Lock(cfg.data)
+		// A CLI command probing the lock (control.Running) holds it for an
+		// instant: try again for a second before calling it another server.
+		for i := 0; errors.Is(err, control.ErrRunning) && i < 20; i++ {
+			time.Sleep(50 * time.Millisecond)
+			release, err = control.Lock(cfg.data)
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "hearth: cannot serve %s: %v\n", cfg.data, err)
 			return 1

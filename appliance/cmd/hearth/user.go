@@ -86,6 +86,13 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		case !errors.Is(err, control.ErrNotRunning):
 			return reportCallError(err, *data, stderr)
 		}
+		// No server: hold its lock while deleting, so that none starts
+		// meanwhile with this account in its caches.
+		release, err := control.Lock(*data)
+		if err != nil {
+			return reportCallError(fmt.Errorf("%w: %v", control.ErrUnavailable, err), *data, stderr)
+		}
+		defer release()
 	}
 	st, ok := openStore(*data, stderr)
 	if !ok {

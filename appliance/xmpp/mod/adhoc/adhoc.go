@@ -419,9 +419,13 @@ func (svc *Service) command(ctx context.Context, iq *server.IQ) (*xmlel.Element,
 		return nil, ErrBadAction
 	}
 	req.Action, req.SessionID, req.Stage, req.State = action, sid, sess.stage, sess.state
-	res, err := c.Execute(ctx, req)
+	res, err := svc.execute(c, ctx, req)
 	if err == nil {
 		err = res.check()
+	}
+	if err == errPanicked {
+		svc.sessions.end(sess, now) // its state is unknown
+		return nil, err
 	}
 	if err != nil {
 		svc.sessions.release(sess, nil, now)
@@ -438,7 +442,7 @@ func (svc *Service) first(ctx context.Context, c *Command, req *Request, owner s
 		return nil, err
 	}
 	req.SessionID = sess.id
-	res, err := c.Execute(ctx, req)
+	res, err := svc.execute(c, ctx, req)
 	if err == nil {
 		err = res.check()
 	}
@@ -508,3 +512,20 @@ func lang(iq *server.IQ) string {
 
 // newSessionID returns a fresh session id (130 random bits).
 func newSessionID() string { return rand.Text() }
+
+// errPanicked answers a command whose Execute panicked
+// (internal-server-error); its session ends.
+var errPanicked = server.Errorf(server.ErrInternal, "the command failed")
+
+// execute runs c's Execute, turning a panic into internal-server-error so
+// that the caller still ends or releases the session (a session left busy
+// would hold one of the account's MaxSessions until its stream ends).
+func (svc *Service) execute(c *Command, ctx context.Context, req *Request) (res *Response, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			svc.s.Logger().Error("adhoc: command panicked", "node", c.Node, "user", req.Username, "panic", v)
+			res, err = nil, errPanicked
+		}
+	}()
+	return c.Execute(ctx, req)
+}

@@ -296,3 +296,23 @@ func TestSessionLimit(t *testing.T) {
 	root.Close()
 	modtest.Eventually(t, "root's session to be dropped", func() bool { return e.svc.sessions.count() == 1 })
 }
+
+// TestCommandPanic: a command that panics answers internal-server-error
+// and does not keep its session: the account's session slots stay free.
+func TestCommandPanic(t *testing.T) {
+	e := newEnv(t, MaxSessions(1))
+	e.svc.Add(Command{Node: "test:panic", Name: "Panic", Execute: func(_ context.Context, r *Request) (*Response, error) {
+		if r.Stage > 0 {
+			panic("boom")
+		}
+		return &Response{Status: StatusExecuting, Actions: []string{ActionComplete}, Default: ActionComplete}, nil
+	}})
+	alice := e.Connect("alice", "secret")
+	for range 3 {
+		sid := result(t, command(alice, "test:panic", "", "", ""), StatusExecuting).Get("sessionid")
+		modtest.WantIQError(t, command(alice, "test:panic", sid, ActionComplete, ""), "internal-server-error")
+	}
+	if n := e.svc.sessions.count(); n != 0 {
+		t.Fatalf("%d sessions left after panics", n)
+	}
+}

@@ -118,6 +118,13 @@ var roleOptions = []string{
 // role, then the result. A form submitted with the first request is
 // accepted at once.
 func (ic *inviteCommands) createAccount(ctx context.Context, req *Request) (*Response, error) {
+	if req.Form != nil && req.Form.Get("type") == FormCancel {
+		// XEP-0004 §3.1: the user cancelled the form.
+		return &Response{Status: StatusCanceled}, nil
+	}
+	if req.Stage > 0 && (req.Form == nil || req.Form.Get("type") != FormSubmit) {
+		return nil, BadPayload("submit the form (XEP-0004 type 'submit') to create the invitation")
+	}
 	if req.Stage == 0 && (req.Form == nil || req.Form.Get("type") != FormSubmit) {
 		form := NewForm(FormForm, "Create an account invitation",
 			"Choose what the new account may do. Share the link you get next with the person you invite.")

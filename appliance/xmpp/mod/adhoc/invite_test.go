@@ -111,6 +111,19 @@ func TestCreateAccount(t *testing.T) {
 		t.Fatalf("stored invitation %+v", inv)
 	}
 
+	// A cancelled form (XEP-0004 §3.1) or none at all creates nothing.
+	before, err := e.Store.Invites(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid = result(t, command(root, NodeCreateAccount, "", "", ""), StatusExecuting).Get("sessionid")
+	result(t, command(root, NodeCreateAccount, sid, ActionComplete, "<x xmlns='jabber:x:data' type='cancel'/>"), StatusCanceled)
+	sid = result(t, command(root, NodeCreateAccount, "", "", ""), StatusExecuting).Get("sessionid")
+	wantCmdError(t, command(root, NodeCreateAccount, sid, ActionComplete, ""), "bad-request", "bad-payload")
+	if after, err := e.Store.Invites(context.Background()); err != nil || len(after) != len(before) {
+		t.Fatalf("invitations after a cancelled and an empty form: %d, want %d (%v)", len(after), len(before), err)
+	}
+
 	alice := e.Connect("alice", "secret")
 	wantCmdError(t, command(alice, NodeCreateAccount, "", "", ""), "forbidden", "")
 }
