@@ -41,7 +41,18 @@ export async function launch({ executablePath = '/usr/bin/chromium', extraArgs =
 // script element (Hearth's own pages must have none).
 export function screenshotter(dir, scripts) {
     return async (page, name) => {
-        await page.screenshot({ path: join(dir, name + '.png'), fullPage: true });
+        // Chromium sometimes cannot capture a page that is mid-way through a
+        // navigation or a reload (the switching page refreshes itself): try
+        // again, a few times.
+        for (let i = 0; ; i++) {
+            try {
+                await page.screenshot({ path: join(dir, name + '.png'), fullPage: true });
+                break;
+            } catch (e) {
+                if (i >= 4 || !String(e.message).includes('Unable to capture screenshot')) throw e;
+                await new Promise((r) => setTimeout(r, 250));
+            }
+        }
         const n = await page.locator('script').count();
         if (n) scripts.push(`${page.url()}: ${n} script element(s)`);
     };
