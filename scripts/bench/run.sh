@@ -375,14 +375,24 @@ bench_server() {
 			run_load muc --users "$muc_users" --senders "$muc_senders" --messages "$muc_messages" \
 				--window "$window" --muc-domain "groups.$domain"
 	} || true
-	# Peak RSS over the whole run, for the record.
-	local p hwm=0 v
+	# Peak RSS since the restart after registration (VmHWM), for the
+	# record; an error line, not 0, when a process cannot be read (died).
+	local p hwm=0 v missing=""
 	for p in "${rss_pids[@]}"; do
 		v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
-		hwm=$((hwm + ${v:-0}))
+		if [[ -z $v ]]; then
+			missing+=" $p"
+			continue
+		fi
+		hwm=$((hwm + v))
 	done
-	printf '{"server":"%s","mode":"peak_rss","n":0,"value":%d,"unit":"KiB","incomplete":false,"details":{}}\n' \
-		"$srv_name" "$hwm" >>"$results"
+	if ((${#rss_pids[@]} == 0)) || [[ -n $missing ]]; then
+		printf '{"server":"%s","mode":"peak_rss","error":"no VmHWM in /proc/PID/status of pid%s (server exited?)"}\n' \
+			"$srv_name" "${missing:- none}" >>"$results"
+	else
+		printf '{"server":"%s","mode":"peak_rss","n":0,"value":%d,"unit":"KiB","incomplete":false,"details":{}}\n' \
+			"$srv_name" "$hwm" >>"$results"
+	fi
 	if grep -qiE 'crash|panic|error' "$srv_dir"/*.log "$srv_dir"/logs/*.log 2>/dev/null; then
 		save_logs
 		log "$srv_name logged errors: see $out_dir/logs-$srv_name"

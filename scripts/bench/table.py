@@ -15,11 +15,11 @@ SERVERS = ["hearth", "prosody", "ejabberd"]
 # mode -> (figure, better); "n" in the figure is the run's n.
 FIGURES = [
     ("register", "In-band registrations/s ({n} accounts, XEP-0077)", "higher"),
-    ("idle", "KiB per idle TLS session ({n} sessions)", "lower"),
+    ("idle", "KiB per idle TLS session (RSS slope from {h} to {n} sessions)", "lower"),
     ("login", "Logins/s ({n} accounts, C={c})", "higher"),
     ("message", "1:1 messages delivered/s ({n} pairs)", "higher"),
     ("muc", "MUC stanzas delivered/s ({n} occupants)", "higher"),
-    ("peak_rss", "Peak server RSS over the run, MiB", "lower"),
+    ("peak_rss", "Peak server RSS after registration, MiB", "lower"),
 ]
 
 
@@ -78,7 +78,8 @@ def main():
                 ratios.append(f"{values['hearth'] / values[other]:.2f}×")
             else:
                 ratios.append("–")
-        name = figure.format(n=n if n is not None else "?", c=conc if conc is not None else "?")
+        name = figure.format(n=n if n is not None else "?", h=n // 2 if isinstance(n, int) else "?",
+                             c=conc if conc is not None else "?")
         name += " (lower is better)" if better == "lower" else ""
         print(f"| {name} | " + " | ".join(cells + ratios) + " |")
     known = {m for m, _, _ in FIGURES}

@@ -6,7 +6,9 @@
 //	go run ./scripts/load --addr 127.0.0.1:5222 --domain bench.hearth --mode MODE [flags] --json
 //
 // Modes: register (XEP-0077 accounts user00000..), idle (server RSS per idle
-// session), login (full logins per second), message (1:1 chat messages
+// session: the slope (r2-r1)/(N-N/2) between the settled RSS r1 with N/2
+// sessions and r2 with N, so start-up and first-use costs are not counted),
+// login (full logins per second), message (1:1 chat messages
 // delivered per second), muc (XEP-0045 groupchat stanzas delivered per
 // second). Every phase is bounded by --max-time; a run that did not finish
 // reports incomplete:true with what it reached.
@@ -92,7 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.window, "window", 100, "message/muc: messages a sender may have in flight")
 	fs.IntVar(&cfg.senders, "senders", 5, "muc: occupants that send")
 	fs.IntVar(&cfg.procs, "procs", 0, "GOMAXPROCS of the client (0: Go's default, all cores); 1 spends less CPU on scheduling")
-	fs.DurationVar(&cfg.settle, "settle", 3*time.Second, "idle: wait after the last login before reading RSS")
+	fs.DurationVar(&cfg.settle, "settle", 3*time.Second, "idle: wait after each half's last login before reading RSS (value: KiB/session = (RSS with N - RSS with N/2) / (N - N/2))")
 	fs.DurationVar(&cfg.maxTime, "max-time", 120*time.Second, "hard bound of the whole run")
 	fs.Func("server-pid", "server process to measure (repeatable; RSS and CPU are summed)", func(v string) error {
 		p, err := strconv.Atoi(v)

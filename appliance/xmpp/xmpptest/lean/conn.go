@@ -342,7 +342,7 @@ func (x *Conn) Auth(feats *xmlel.Element, cred *Credentials) error {
 		if err != nil {
 			return err
 		}
-		data, err := base64.StdEncoding.DecodeString(strings.TrimSpace(el.Text()))
+		data, err := saslData(el.Text())
 		if err != nil {
 			return fmt.Errorf("SASL: bad base64 in <%s/>", el.Name.Local)
 		}
@@ -539,4 +539,15 @@ func stanzaError(st *xmlel.Element) string {
 		return c
 	}
 	return st.String()
+}
+
+// saslData decodes the base64 text of a SASL <challenge/> or <success/>
+// (RFC 6120 §6.4.2): a lone "=" stands for empty data (§6.4.6), as does no
+// text at all.
+func saslData(text string) ([]byte, error) {
+	text = strings.TrimSpace(text)
+	if text == "=" {
+		return nil, nil
+	}
+	return base64.StdEncoding.DecodeString(text)
 }

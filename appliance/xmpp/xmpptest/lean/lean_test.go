@@ -188,3 +188,30 @@ func TestReaderCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestSASLData checks the decoding of SASL challenge/success text: "=" and
+// no text are empty data (RFC 6120 §6.4.6), bad base64 is an error.
+func TestSASLData(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		bad      bool
+	}{
+		{in: "=", want: ""},
+		{in: " =\n", want: ""},
+		{in: "", want: ""},
+		{in: "dj1hYmM=", want: "v=abc"},
+		{in: "==", bad: true},
+		{in: "not base64!", bad: true},
+	} {
+		got, err := saslData(c.in)
+		if c.bad {
+			if err == nil {
+				t.Errorf("saslData(%q) = %q, want an error", c.in, got)
+			}
+			continue
+		}
+		if err != nil || string(got) != c.want {
+			t.Errorf("saslData(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}

@@ -48,7 +48,8 @@ const (
 const Step = 20 * time.Second
 
 // MaxTime bounds a whole command of the client (a flood, a series of
-// logins); [Proc.Do] waits for an answer at most MaxTime plus 30 s.
+// logins, the set-up of many sessions); [Proc.Do] waits for an answer at
+// most MaxTime plus 30 s.
 const MaxTime = 120 * time.Second
 
 // floodBody is the body of every flood message.
@@ -106,7 +107,7 @@ type client struct {
 //
 // A session that counted in a flood is read only by its counter from then
 // on: wait on it is an error, and so is a flood that counts another TYPE on
-// it. Every wait is bounded by [Step], a flood or logins by [MaxTime].
+// it. Every wait is bounded by [Step], a flood, logins or many by [MaxTime].
 func Serve(r io.Reader, w io.Writer, addr, domain string) error {
 	bc := &client{addr: addr, domain: domain,
 		tls: &tls.Config{InsecureSkipVerify: true, ServerName: domain, MinVersion: tls.VersionTLS12}}
@@ -233,9 +234,16 @@ func (bc *client) many(prefix, count, password, workers string) (string, error) 
 	errs := make([]error, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	// Workers start no login after the deadline (each login is bounded by
+	// Step), so the command ends within MaxTime plus one Step.
+	deadline := time.Now().Add(MaxTime)
 	for range w {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				if time.Now().After(deadline) {
+					errs[i] = fmt.Errorf("not started within %v", MaxTime)
+					continue
+				}
 				ss[i], errs[i] = bc.online(prefix+strconv.Itoa(i), password, "idle")
 			}
 		})
