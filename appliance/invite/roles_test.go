@@ -111,12 +111,13 @@ func TestCreateForRoles(t *testing.T) {
 func TestCreateForMarkedForDeletion(t *testing.T) {
 	s, st, c, _ := newService(t)
 	ctx := context.Background()
-	members(t, st, map[string]string{"root": store.RoleAdmin, "mum": store.RoleNormal})
+	// gran is the administrator left when root is marked.
+	members(t, st, map[string]string{"root": store.RoleAdmin, "gran": store.RoleAdmin, "mum": store.RoleNormal})
 	if _, err := s.CreateFor(ctx, "mum", Options{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, u := range []string{"mum", "root"} {
-		if err := st.MarkAccountDeletion(ctx, u, u, c.Now(), c.Now().Add(24*time.Hour)); err != nil {
+		if err := st.MarkAccountDeletionKeepAdmin(ctx, u, u, c.Now(), c.Now().Add(24*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.CreateFor(ctx, u, Options{}); !errors.Is(err, ErrNotAllowed) || !strings.Contains(Reason(err), "being deleted") {

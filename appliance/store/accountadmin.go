@@ -58,18 +58,11 @@ type AccountDeletion struct {
 	RequestedBy string
 }
 
-// MarkAccountDeletion marks username for deletion at due and locks it, in
-// one transaction: its SCRAM keys are held aside (logins fail as for an
+// markAccountDeletion marks username for deletion at due and locks it in
+// the transaction tx: its SCRAM keys are held aside (logins fail as for an
 // unknown account, FAST tokens are dropped) and its password reset links
-// are deleted. Returns an error matching [ErrNotFound] if there is no such
-// account, or [ErrExists] if it is already marked.
-func (s *Store) MarkAccountDeletion(ctx context.Context, username, requestedBy string, requested, due time.Time) error {
-	return s.write(ctx, fmt.Sprintf("mark account %q for deletion", username), func(tx *sql.Tx) error {
-		return markAccountDeletion(ctx, tx, username, requestedBy, requested, due)
-	})
-}
-
-// markAccountDeletion is MarkAccountDeletion inside the transaction tx.
+// are deleted. Errors: [ErrNotFound] if there is no such account,
+// [ErrExists] if it is already marked.
 func markAccountDeletion(ctx context.Context, tx *sql.Tx, username, requestedBy string, requested, due time.Time) error {
 	if err := requireAccount(ctx, tx, username); err != nil {
 		return err

@@ -14,9 +14,9 @@ func TestAccountDeletionMarks(t *testing.T) {
 		Key: make([]byte, 32), Expires: t0.Add(time.Hour)}, 10))
 	wantNoErr(t, "CreatePasswordReset", s.CreatePasswordReset(ctx, PasswordReset{Digest: "d1", Username: "alice", Created: t0, Expires: t0.Add(time.Hour)}))
 
-	wantErr(t, "mark unknown", s.MarkAccountDeletion(ctx, "nobody", "root", t0, t0), ErrNotFound)
-	wantNoErr(t, "mark", s.MarkAccountDeletion(ctx, "alice", "root", t0, t0.Add(48*time.Hour)))
-	wantErr(t, "mark twice", s.MarkAccountDeletion(ctx, "alice", "root", t0, t0), ErrExists)
+	wantErr(t, "mark unknown", s.MarkAccountDeletionKeepAdmin(ctx, "nobody", "root", t0, t0), ErrNotFound)
+	wantNoErr(t, "mark", s.MarkAccountDeletionKeepAdmin(ctx, "alice", "root", t0, t0.Add(48*time.Hour)))
+	wantErr(t, "mark twice", s.MarkAccountDeletionKeepAdmin(ctx, "alice", "root", t0, t0), ErrExists)
 	// Locked: no credentials, no FAST tokens, no reset links; data stays.
 	wantErr(t, "credentials while marked", func() error { _, err := s.Credentials(ctx, "alice", "SHA-256"); return err }(), ErrNotFound)
 	if toks, _ := s.FASTTokens(ctx, "alice", "a", "HT-SHA-256-NONE"); len(toks) != 0 {
@@ -51,7 +51,7 @@ func TestAccountDeletionMarks(t *testing.T) {
 	}
 
 	// A password set while marked wins over the held keys.
-	wantNoErr(t, "mark bob", s.MarkAccountDeletion(ctx, "bob", "bob", t0, t0))
+	wantNoErr(t, "mark bob", s.MarkAccountDeletionKeepAdmin(ctx, "bob", "bob", t0, t0))
 	wantNoErr(t, "SetCredentials", s.SetCredentials(ctx, "bob", []ScramKey{key("SHA-256", "new")}))
 	wantNoErr(t, "cancel bob", s.CancelAccountDeletion(ctx, "bob"))
 	if k, _ := s.Credentials(ctx, "bob", "SHA-256"); string(k.Salt) != "salt-new" {
@@ -61,7 +61,7 @@ func TestAccountDeletionMarks(t *testing.T) {
 		t.Fatal("held SHA-1 key came back beside the new password")
 	}
 	// Deleting a marked account leaves nothing behind.
-	wantNoErr(t, "mark bob again", s.MarkAccountDeletion(ctx, "bob", "root", t0, t0))
+	wantNoErr(t, "mark bob again", s.MarkAccountDeletionKeepAdmin(ctx, "bob", "root", t0, t0))
 	wantNoErr(t, "DeleteAccount", s.DeleteAccount(ctx, "bob"))
 	var n int
 	wantNoErr(t, "count held", s.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM held_scram_keys) + (SELECT count(*) FROM account_deletions)`).Scan(&n))

@@ -51,7 +51,8 @@ func (s *Store) SetRoleKeepAdmin(ctx context.Context, username, role string) (st
 }
 
 // MarkAccountDeletionKeepAdmin marks username for deletion at due and
-// locks it like [Store.MarkAccountDeletion], but in the same transaction
+// locks it (its SCRAM keys held aside, FAST tokens and password reset links
+// dropped), and in the same transaction
 // refuses to mark the last administrator who can log in: when username has
 // the role RoleAdmin and no other administrator that is not marked for
 // deletion exists, it returns an error matching [ErrLastAdmin] and changes

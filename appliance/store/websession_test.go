@@ -120,7 +120,7 @@ func TestSetRoleKeepAdmin(t *testing.T) {
 		t.Fatalf("CountAdmins = %d, %v", n, err)
 	}
 	// An administrator marked for deletion does not count.
-	wantNoErr(t, "mark bob", s.MarkAccountDeletion(ctx, "bob", "alice", t0, t0.Add(time.Hour)))
+	wantNoErr(t, "mark bob", s.MarkAccountDeletionKeepAdmin(ctx, "bob", "alice", t0, t0.Add(time.Hour)))
 	if n, err := s.CountAdmins(ctx); err != nil || n != 1 {
 		t.Fatalf("CountAdmins with bob marked = %d, %v", n, err)
 	}
